@@ -1,0 +1,180 @@
+"""The extractor interface: what every feature extractor is and what it returns.
+
+An extractor is a small class with a ``name``, a ``version``, a frozen dataclass ``Config`` and one
+pure batch method, ``compute``. It never opens files or touches the store: the core decodes each clip
+once and hands the decoded streams to every extractor (see docs/extractors.md for the conventions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Sequence
+
+import numpy as np
+
+Modality = Literal["audio", "video", "text"]
+#: What an extractor consumes: the whole 16 kHz mono waveform, raw RGB frames, or face crops.
+InputKind = Literal["audio", "frames", "faces"]
+
+
+@dataclass
+class AudioSegment:
+    """A clip's whole audio track: 16 kHz mono float32 in [-1, 1]; ``t0`` is its start in clip time."""
+
+    clip_id: str
+    samples: np.ndarray
+    sample_rate: int = 16000
+    t0: float = 0.0
+
+
+@dataclass
+class VideoSegment:
+    """A bounded window of consecutive frames of one clip (the core streams long videos window by window).
+
+    ``times`` are presentation timestamps in seconds (clip time), ``ends`` the time each frame stops
+    being shown (the next frame's timestamp), so variable-frame-rate files keep their real timing.
+    For ``faces`` extractors, ``frames`` holds aligned face crops and ``found`` says which frames had one.
+    """
+
+    clip_id: str
+    frames: np.ndarray  # [N, H, W, 3] uint8 RGB
+    times: np.ndarray  # [N] float64 start of each frame
+    ends: np.ndarray  # [N] float64 end of each frame
+    found: np.ndarray | None = None  # [N] bool, faces only
+    last: bool = False  # True for the clip's final window
+
+
+@dataclass
+class Features:
+    """One clip's (or one window's) output: ``values[T, D]`` with per-frame times and validity.
+
+    ``mask`` False marks a frame that exists but carries no valid measurement (no face, silence
+    the extractor rejects, ...); such frames are stored, never dropped. ``confidence`` is optional
+    and feeds the alignment's confidence filter.
+    """
+
+    values: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    mask: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float32)
+        if self.values.ndim != 2:
+            raise ValueError(f"Features.values must be [T, D], got shape {self.values.shape}")
+        n = len(self.values)
+        self.start = np.asarray(self.start, dtype=np.float64).reshape(n)
+        self.end = np.asarray(self.end, dtype=np.float64).reshape(n)
+        self.mask = np.ones(n, bool) if self.mask is None else np.asarray(self.mask, bool).reshape(n)
+        if self.confidence is not None:
+            self.confidence = np.asarray(self.confidence, np.float32).reshape(n)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @staticmethod
+    def concat(parts: Sequence[Features], dim: int) -> Features:
+        """Join the windows of one clip in time order (an empty list gives a [0, dim] result)."""
+        if not parts:
+            return Features(np.zeros((0, dim), np.float32), np.zeros(0), np.zeros(0))
+        conf = None
+        if all(p.confidence is not None for p in parts):
+            conf = np.concatenate([p.confidence for p in parts])
+        return Features(
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.start for p in parts]),
+            np.concatenate([p.end for p in parts]),
+            np.concatenate([p.mask for p in parts]),
+            conf,
+        )
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    """Config of an extractor with nothing to configure."""
+
+
+class Extractor:
+    """Base class. Subclasses set the class attributes and implement :meth:`compute`.
+
+    Instances are created once per worker process (see ``extractors.registry.instance``), so heavy
+    set-up (model loading) belongs in :meth:`setup`, which the core calls once before first use.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    modality: ClassVar[Modality]
+    input: ClassVar[InputKind]
+    Config: ClassVar[type] = NoConfig
+    wants_gpu: ClassVar[bool] = False
+    #: Video extractors that look at groups of frames get windows whose length is a multiple of this.
+    window_multiple: ClassVar[int] = 1
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+        if not isinstance(self.config, self.Config):
+            raise TypeError(f"{self.name}: config must be {self.Config.__name__}, got {type(self.config).__name__}")
+        self._ready = False
+
+    # -- description ---------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def feature_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def rate(self) -> float | None:
+        """Native frames per second, or None where it follows the video's own frame rate."""
+        return None
+
+    @property
+    def weights(self) -> dict[str, str] | None:
+        """Weights id and sha256 for extractors with learned weights (provenance and cache key)."""
+        return None
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that determines the output: part of the cache key and of the store's attributes."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "config": self.config_dict(),
+            "weights": self.weights,
+        }
+
+    def fingerprint(self) -> str:
+        return json.dumps(self.describe(), sort_keys=True, default=str)
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether it can run on this machine, and why not (shown by ``pipeline extractors``)."""
+        return True, "ok"
+
+    # -- work ----------------------------------------------------------------------------------
+    def setup(self, device: str = "cpu") -> None:
+        """Load models etc. Called once per worker process before the first ``compute``."""
+
+    def ensure_setup(self, device: str = "cpu") -> None:
+        if not self._ready:
+            self.setup(device)
+            self._ready = True
+
+    def compute(self, batch: Sequence[Any]) -> list[Features]:
+        """Pure batch method: one ``Features`` per input segment, in order."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """A requested extractor: registry name plus config overrides (from CLI or YAML)."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)

@@ -1,0 +1,96 @@
+"""The one extractor registry: a decorator that fails loudly on duplicates and unknown names."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, TypeVar
+
+from extractors.base import Extractor
+
+_REGISTRY: dict[str, type[Extractor]] = {}
+_INSTANCES: dict[tuple[str, str], Extractor] = {}
+E = TypeVar("E", bound=type[Extractor])
+
+#: Modules imported to populate the registry. A new extractor is one file plus one line here.
+BUILTIN_MODULES = (
+    "extractors.logmel",
+    "extractors.linear_spectrogram",
+    "extractors.egemaps",
+    "extractors.face_hog",
+)
+
+
+class UnknownExtractorError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; we want it readable
+        return str(self.args[0])
+
+
+def register_extractor(cls: E) -> E:
+    """Class decorator: add ``cls`` to the registry under ``cls.name``."""
+    name = getattr(cls, "name", None)
+    if not name or not isinstance(name, str):
+        raise TypeError(f"{cls.__qualname__} has no string `name`; every extractor needs one")
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        other = _REGISTRY[name]
+        raise ValueError(
+            f"duplicate extractor name {name!r}: {cls.__module__}.{cls.__qualname__} "
+            f"and {other.__module__}.{other.__qualname__}"
+        )
+    if not dataclasses.is_dataclass(cls.Config) or not cls.Config.__dataclass_params__.frozen:
+        raise TypeError(f"{name}: Config must be a frozen dataclass")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def names() -> list[str]:
+    load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Extractor]:
+    load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownExtractorError(
+            f"unknown extractor {name!r}; known extractors: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def make_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
+    """Build the extractor's frozen config from overrides, rejecting unknown fields by name."""
+    cls = get(name)
+    overrides = dict(overrides or {})
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"extractor {name!r} has no option(s) {unknown}; its options are {sorted(fields) or 'none'}"
+        )
+    for key, value in list(overrides.items()):
+        default = getattr(cls.Config(), key)
+        if isinstance(default, tuple) and isinstance(value, list):
+            overrides[key] = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            overrides[key] = float(value)
+    return cls.Config(**overrides)
+
+
+def create(name: str, overrides: dict[str, Any] | None = None) -> Extractor:
+    return get(name)(make_config(name, overrides))
+
+
+def instance(name: str, overrides: dict[str, Any] | None = None) -> Extractor:
+    """A per-process cached instance, so a worker loads each model once and reuses it for every task."""
+    ext = create(name, overrides)
+    key = (name, ext.fingerprint())
+    if key not in _INSTANCES:
+        _INSTANCES[key] = ext
+    return _INSTANCES[key]
+

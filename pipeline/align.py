@@ -1,0 +1,90 @@
+"""Alignment of native-rate streams to one common rate (CMU-MultimodalSDK-style average collapse).
+
+Window ``k`` of a clip covers clip time ``[k/rate, (k+1)/rate)``; a clip of duration ``d`` has
+``ceil(d * rate)`` windows. A native frame with interval ``[start, end)`` contributes to every window
+it overlaps (a zero-length frame to the window containing ``start``). The aligned value of a window
+is the unweighted mean of the *valid* native frames contributing to it; a window with none is
+invalid (mask False, values 0). Optional seed filters, recorded in the view's attributes: frames
+with confidence below ``min_confidence`` are invalid; a clip whose audio and video durations differ
+by more than ``max_duration_gap`` seconds is excluded with its reason in the index.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+from extractors.base import Features
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    rate: float = 5.0
+    min_confidence: float | None = None
+    max_duration_gap: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise ValueError(f"alignment rate must be > 0 Hz, got {self.rate}")
+        if self.max_duration_gap is not None and self.max_duration_gap < 0:
+            raise ValueError("max_duration_gap must be >= 0 seconds (or None to disable)")
+
+    @property
+    def view(self) -> str:
+        return f"{self.rate:g}hz"
+
+
+def aligned_length(duration: float, rate: float) -> int:
+    return max(0, math.ceil(duration * rate - 1e-6))
+
+
+def clip_duration(audio_duration: float, video_duration: float) -> float:
+    known = [d for d in (audio_duration, video_duration) if d is not None and np.isfinite(d)]
+    return max(known) if known else 0.0
+
+
+def exclusion_reason(audio_duration: float, video_duration: float, cfg: AlignConfig) -> str | None:
+    """Why a clip is excluded from the aligned view, or None."""
+    if cfg.max_duration_gap is None:
+        return None
+    if not (np.isfinite(audio_duration) and np.isfinite(video_duration)):
+        return None
+    gap = abs(audio_duration - video_duration)
+    if gap > cfg.max_duration_gap:
+        return (
+            f"align: audio lasts {audio_duration:.2f}s but video {video_duration:.2f}s "
+            f"(gap {gap:.2f}s > {cfg.max_duration_gap:g}s tolerance; raise --max-duration-gap to keep it)"
+        )
+    return None
+
+
+def align(feat: Features, duration: float, cfg: AlignConfig) -> Features:
+    """Average the valid native frames inside each target window."""
+    r = cfg.rate
+    n_windows = aligned_length(duration, r)
+    dim = feat.values.shape[1]
+    valid = feat.mask.copy()
+    if cfg.min_confidence is not None and feat.confidence is not None:
+        valid &= feat.confidence >= cfg.min_confidence
+    frames = np.flatnonzero(valid)
+    k0 = np.floor(feat.start[frames] * r + _EPS).astype(np.int64)
+    k1 = np.maximum(k0, np.ceil(feat.end[frames] * r - _EPS).astype(np.int64) - 1)
+    counts = k1 - k0 + 1
+    rows = np.repeat(k0, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    cols = np.repeat(frames, counts)
+    keep = (rows >= 0) & (rows < n_windows)
+    w = sparse.csr_matrix(
+        (np.ones(int(keep.sum()), np.float64), (rows[keep], cols[keep])), shape=(n_windows, len(feat.values))
+    )
+    sums = w @ feat.values.astype(np.float64)
+    n = np.asarray(w.sum(axis=1)).reshape(-1)
+    values = np.zeros((n_windows, dim), np.float32)
+    ok = n > 0
+    values[ok] = (sums[ok] / n[ok, None]).astype(np.float32)
+    start = np.arange(n_windows) / r
+    return Features(values, start, start + 1 / r, ok)

@@ -1,0 +1,1 @@
+"""Dataset adapters (one file each); see pipeline/manifest.py for the contract."""

@@ -1,0 +1,129 @@
+"""Collects finished results of a task and commits them: arrays first (a part), then index rows.
+
+Native results are aligned as they are committed, so the aligned view needs no second pass. Parts
+are flushed when they reach a memory budget, so memory does not grow with the size of the shard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from extractors.base import Features
+from pipeline import __version__, cache_key
+from pipeline.align import AlignConfig, align, clip_duration, exclusion_reason
+from stores import index
+from stores.feature_store import FeatureStore
+
+
+@dataclass
+class ClipMeta:
+    fingerprint: str
+    duration: float
+    audio_duration: float = math.nan
+    video_duration: float = math.nan
+
+    @property
+    def row(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Pending:
+    ok: list[tuple[str, Features, str, float]] = field(default_factory=list)  # clip, feats, key, seconds
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # clip, key, reason
+    excluded: list[tuple[str, str, str]] = field(default_factory=list)
+    nbytes: int = 0
+
+
+class PartWriter:
+    def __init__(
+        self, store: FeatureStore, run_id: str, descriptions: dict[str, dict], align_cfg: AlignConfig,
+        dtype: str, flush_bytes: int = 256 << 20,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.descriptions = descriptions
+        self.align_cfg = align_cfg
+        self.align_dict = dataclasses.asdict(align_cfg)
+        self.dtype = dtype
+        self.flush_bytes = flush_bytes
+        self.native: dict[str, Pending] = {}
+        self.aligned: dict[str, Pending] = {}
+        self.meta: dict[str, ClipMeta] = {}
+        self.counts = {"ok": 0, "failed": 0, "excluded": 0}
+
+    # -- results -------------------------------------------------------------------------------
+    def add_native(self, clip: str, ext: str, feats: Features, key: str, seconds: float) -> None:
+        p = self.native.setdefault(ext, Pending())
+        p.ok.append((clip, feats, key, seconds))
+        p.nbytes += feats.values.nbytes
+        self.counts["ok"] += 1
+        self.add_aligned(clip, ext, feats, key)
+        if p.nbytes >= self.flush_bytes:
+            self.flush()
+
+    def add_failed(self, clip: str, ext: str, key: str, reason: str) -> None:
+        self.native.setdefault(ext, Pending()).failed.append((clip, key, reason))
+        self.counts["failed"] += 1
+
+    def add_aligned(self, clip: str, ext: str, native: Features, native_key: str) -> None:
+        m = self.meta[clip]
+        akey = cache_key.aligned_key(native_key, self.align_dict)
+        p = self.aligned.setdefault(ext, Pending())
+        reason = exclusion_reason(m.audio_duration, m.video_duration, self.align_cfg)
+        if reason:
+            p.excluded.append((clip, akey, reason))
+            return
+        feats = align(native, m.duration, self.align_cfg)
+        p.ok.append((clip, feats, akey, 0.0))
+        p.nbytes += feats.values.nbytes
+
+    # -- commit --------------------------------------------------------------------------------
+    def flush(self) -> None:
+        for ext, pending in self.native.items():
+            self._commit("native", "", ext, pending)
+        for ext, pending in self.aligned.items():
+            self._commit("aligned", self.align_cfg.view, ext, pending)
+        self.native, self.aligned = {}, {}
+
+    def _commit(self, stage: str, view: str, ext: str, p: Pending) -> None:
+        if not (p.ok or p.failed or p.excluded):
+            return
+        entries = sorted([(c, k) for c, _, k, _ in p.ok] + [(c, k) for c, k, _ in p.failed + p.excluded])
+        pid = cache_key.part_id(stage, view, ext, entries, [c for c, *_ in p.failed])
+        rows = []
+        if p.ok:
+            attrs = {"extractor": self.descriptions[ext], "stage": stage, "view": view,
+                     "package": f"affect-pipeline {__version__}", "run_id": self.run_id}
+            if stage == "aligned":
+                attrs["align"] = self.align_dict
+            part, spans = self.store.write_part(
+                stage, view, ext, pid, [(c, f) for c, f, _, _ in p.ok], self.dtype, attrs
+            )
+            for (clip, feats, key, secs), (off, length) in zip(p.ok, spans):
+                rows.append(self._row(clip, stage, view, ext, key, "ok", "", secs)
+                            | {"part": part, "offset": off, "length": length, "dim": feats.values.shape[1]})
+        for clip, key, reason in p.failed:
+            rows.append(self._row(clip, stage, view, ext, key, "failed", reason, 0.0))
+        for clip, key, reason in p.excluded:
+            rows.append(self._row(clip, stage, view, ext, key, "excluded", reason, 0.0))
+        index.commit(self.store.fs, rows, f"{stage}-{view or 'native'}-{ext}-{pid}")
+
+    def _row(self, clip: str, stage: str, view: str, ext: str, key: str, status: str, reason: str,
+             seconds: float) -> dict:
+        meta = self.meta.get(clip)
+        return {"clip_id": clip, "stage": stage, "view": view, "extractor": ext, "key": key, "status": status,
+                "reason": reason, "seconds": seconds, "run_id": self.run_id, **(meta.row if meta else {})}
+
+
+def meta_from_row(row: dict) -> ClipMeta:
+    """The clip facts stored with a native result (for re-aligning without decoding)."""
+    return ClipMeta(row.get("fingerprint") or "", float(row["duration"]),
+                    float(row["audio_duration"]), float(row["video_duration"]))
+
+
+def decoded_meta(fingerprint: str, declared: float, audio_d: float, video_d: float) -> ClipMeta:
+    duration = declared if declared and math.isfinite(declared) and declared > 0 else clip_duration(audio_d, video_d)
+    return ClipMeta(fingerprint, duration, audio_d, video_d)

@@ -1,0 +1,106 @@
+"""Planning: which (clip, extractor) results are missing, from the manifest and the live index.
+
+This is where the cache lives: an entry is reused when its stored key equals the key the current
+media, segment and configuration produce. Failed entries are retried; excluded ones are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from extractors import registry
+from pipeline import cache_key
+from pipeline.config import ExtractConfig
+from pipeline.decode import ClipSource
+
+
+@dataclass
+class ClipWork:
+    source: ClipSource
+    fingerprint: str
+    keys: dict[str, str]  # extractor -> native key
+    native: list[str]  # extractors to run
+    align: list[str]  # extractors to (re-)align
+    stored: dict[str, dict] = field(default_factory=dict)  # extractor -> live native row, for align-only work
+
+
+@dataclass
+class Plan:
+    run_id: str
+    clips: int
+    work: list[ClipWork]
+    cached: dict[str, int]  # extractor -> clips whose native result is reused
+    descriptions: dict[str, dict]
+
+    @property
+    def native_calls(self) -> dict[str, int]:
+        out = {n: 0 for n in self.descriptions}
+        for w in self.work:
+            for n in w.native:
+                out[n] += 1
+        return out
+
+
+def _opt(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+
+def _fingerprint(src: ClipSource) -> str:
+    try:
+        return cache_key.media_fingerprint(src.media_path, src.audio_path)
+    except OSError:
+        return ""  # unreadable: the task reports why, as a failed row
+
+
+def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) -> Plan:
+    exts = {name: registry.create(name, overrides) for name, overrides in cfg.extractors.items()}
+    descriptions = {name: e.describe() for name, e in exts.items()}
+    face = dataclasses.asdict(cfg.face)
+    align = dataclasses.asdict(cfg.align)
+    sources = [
+        ClipSource(str(r.clip_id), str(r.media_path), None if pd.isna(r.audio_path) or not r.audio_path
+                   else str(r.audio_path), _opt(r.start), _opt(r.end))
+        for r in manifest.itertuples(index=False)
+    ]
+    with ThreadPoolExecutor(16) as pool:
+        fingerprints = list(pool.map(_fingerprint, sources))
+    native_rows = _by_entry(live[live["stage"] == "native"])
+    aligned_rows = _by_entry(live[(live["stage"] == "aligned") & (live["view"] == cfg.align.view)])
+    cached = {n: 0 for n in exts}
+    work = []
+    for src, fp in zip(sources, fingerprints):
+        keys, native, to_align, stored = {}, [], [], {}
+        for name, ext in exts.items():
+            k = cache_key.native_key(fp, src.start, src.end, ext.fingerprint(), face if ext.input == "faces" else None)
+            keys[name] = k
+            row = native_rows.get((src.clip_id, name))
+            hit = not cfg.force and fp and row is not None and row["key"] == k and row["status"] == "ok"
+            if not hit:
+                native.append(name)
+                to_align.append(name)
+                continue
+            cached[name] += 1
+            arow = aligned_rows.get((src.clip_id, name))
+            akey = cache_key.aligned_key(k, align)
+            if arow is None or arow["key"] != akey or arow["status"] not in ("ok", "excluded"):
+                to_align.append(name)
+                stored[name] = row
+        if native or to_align:
+            work.append(ClipWork(src, fp, keys, native, to_align, stored))
+    return Plan(uuid.uuid4().hex[:12], len(sources), work, cached, descriptions)
+
+
+def _by_entry(rows: pd.DataFrame) -> dict[tuple[str, str], dict]:
+    return {(r["clip_id"], r["extractor"]): r for r in rows.to_dict("records")}
+
+
+def shards(plan: Plan, size: int) -> list[list[ClipWork]]:
+    """Group clips into tasks; clips of the same file sit together (segments of one long video)."""
+    ordered = sorted(plan.work, key=lambda w: (w.source.media_path, w.source.start or 0.0))
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]

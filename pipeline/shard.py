@@ -1,0 +1,223 @@
+"""One Dask task: a shard of clips, each decoded once and fed to every extractor that needs it.
+
+The task is idempotent: everything it writes is named by the content it holds, so if its worker dies
+and Dask runs it again elsewhere, the second attempt writes the same parts and index files (or finds
+them committed) and no clip is stored twice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from extractors import registry
+from extractors.base import AudioSegment, Extractor, Features, VideoSegment
+from pipeline.align import AlignConfig
+from pipeline.batcher import Batcher
+from pipeline.decode import ClipDecoder, MediaInfo, probe
+from pipeline.errors import ClipError, describe_exception
+from pipeline.face import FaceConfig, FaceTracker
+from pipeline.part_writer import PartWriter, decoded_meta, meta_from_row
+from pipeline.plan import ClipWork
+from stores.feature_store import FeatureStore
+
+
+@dataclass
+class ShardTask:
+    store: str
+    run_id: str
+    shard: int
+    clips: list[ClipWork]
+    extractors: dict[str, dict]
+    descriptions: dict[str, dict]
+    face: FaceConfig
+    align: AlignConfig
+    dtype: str = "float32"
+    window_frames: int = 32
+    batch_frames: int = 64
+    batch_seconds: float = 120.0
+    max_side: int | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class ShardResult:
+    shard: int
+    clips: int
+    counts: dict[str, int]
+    calls: dict[str, int]
+    compute_s: dict[str, float]
+    decode_s: float = 0.0
+    wall_s: float = 0.0
+    frames: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def process_shard(task: ShardTask) -> ShardResult:
+    """The Dask task function."""
+    t0 = time.perf_counter()
+    runner = _ShardRunner(task)
+    for work in task.clips:
+        runner.run_clip(work)
+    runner.finish()
+    r = runner.result
+    r.wall_s = time.perf_counter() - t0
+    return r
+
+
+class _ShardRunner:
+    def __init__(self, task: ShardTask) -> None:
+        self.task = task
+        self.store = FeatureStore(task.store)
+        self.exts: dict[str, Extractor] = {n: registry.instance(n, o) for n, o in task.extractors.items()}
+        for e in self.exts.values():
+            e.ensure_setup(task.device)
+        self.writer = PartWriter(self.store, task.run_id, task.descriptions, task.align, task.dtype)
+        self.partial: dict[tuple[str, str], list[Features]] = {}
+        self.dead: set[tuple[str, str]] = set()
+        self.keys: dict[tuple[str, str], str] = {}
+        self.secs: dict[tuple[str, str], float] = {}
+        self.ready: list[tuple[str, str, Features]] = []  # finished results waiting for their clip's facts
+        self.batchers = {n: self._batcher(n, e) for n, e in self.exts.items()}
+        self.result = ShardResult(task.shard, len(task.clips), self.writer.counts, {}, {})
+
+    def _batcher(self, name: str, ext: Extractor) -> Batcher:
+        if ext.input == "audio":
+            budget, size = self.task.batch_seconds, lambda s: len(s.samples) / s.sample_rate
+        else:
+            budget, size = self.task.batch_frames, lambda s: max(1, len(s.frames))
+        return Batcher(
+            ext, budget, size,
+            on_result=lambda clip, item, out, dt: self._on_result(name, clip, item, out, dt),
+            on_error=lambda clip, exc: self._fail(clip, name, describe_exception(f"extract {name}", exc)),
+        )
+
+    # -- per clip ------------------------------------------------------------------------------
+    def run_clip(self, work: ClipWork) -> None:
+        clip = work.source.clip_id
+        for name in work.native:
+            self.keys[(clip, name)] = work.keys[name]
+        if work.native:
+            self._extract(work)
+        for name in work.align:
+            if name not in work.native and name in work.stored:
+                row = work.stored[name]
+                self.writer.meta.setdefault(clip, meta_from_row(row))
+                try:
+                    self.writer.add_aligned(clip, name, self.store.read(row), row["key"])
+                except Exception as exc:  # noqa: BLE001 - unreadable stored result: recompute next run
+                    self.result.failures.append(f"{clip}: align {name}: {exc}")
+
+    def _extract(self, work: ClipWork) -> None:
+        src, clip = work.source, work.source.clip_id
+        try:
+            info = probe(src.media_path)
+            audio_info = probe(src.audio_path) if src.audio_path else info
+        except ClipError as exc:
+            for name in work.native:
+                self._fail(clip, name, exc.line())
+            return
+        wanted = []
+        for name in work.native:
+            ext = self.exts[name]
+            missing = self._missing_stream(ext, info, audio_info)
+            if missing:
+                self._fail(clip, name, f"decode: the clip has no {missing} stream ({name} needs it; "
+                                       f"leave {name} out of --extractors for such clips)")
+            else:
+                wanted.append(name)
+        if not wanted:
+            return
+        video = [n for n in wanted if self.exts[n].input in ("frames", "faces")]
+        audio = [n for n in wanted if self.exts[n].input == "audio"]
+        multiple = math.lcm(*[self.exts[n].window_multiple for n in video]) if video else 1
+        window = multiple * max(1, -(-self.task.window_frames // multiple))
+        decoder = ClipDecoder(src, bool(video), bool(audio), window, self.task.max_side)
+        tracker = FaceTracker(self.task.face) if any(self.exts[n].input == "faces" for n in video) else None
+        declared = (src.end - (src.start or 0.0)) if src.end is not None else info.duration - (src.start or 0.0)
+        t, busy = time.perf_counter(), sum(b.seconds for b in self.batchers.values())
+        try:
+            for win in decoder.windows():
+                faces = tracker.process(win) if tracker is not None else None
+                for n in video:
+                    self.batchers[n].add(faces if self.exts[n].input == "faces" else win)
+            self.writer.meta[clip] = decoded_meta(work.fingerprint, declared, decoder.audio_duration,
+                                                  decoder.video_duration)
+            if not audio:
+                self.writer.meta[clip].audio_duration = self._stream_duration(audio_info, "audio", declared)
+            if not video and info.has_video:
+                self.writer.meta[clip].video_duration = self._stream_duration(info, "video", declared)
+            for n in audio:
+                self.batchers[n].add(AudioSegment(clip, decoder.audio))
+        except ClipError as exc:
+            for n in wanted:
+                self._fail(clip, n, exc.line())
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is this clip's failure
+            for n in wanted:
+                self._fail(clip, n, describe_exception("decode", exc))
+        # decoding and the face stage, without the extractor calls that ran in between
+        self.result.decode_s += time.perf_counter() - t - (sum(b.seconds for b in self.batchers.values()) - busy)
+        self.result.frames += decoder.n_frames
+        self._drain()
+
+    @staticmethod
+    def _missing_stream(ext: Extractor, info: MediaInfo, audio_info: MediaInfo) -> str | None:
+        if ext.input == "audio" and not audio_info.has_audio:
+            return "audio"
+        if ext.input in ("frames", "faces") and not info.has_video:
+            return "video"
+        return None
+
+    @staticmethod
+    def _stream_duration(info: MediaInfo, kind: str, declared: float) -> float:
+        has = info.has_audio if kind == "audio" else info.has_video
+        return declared if has else math.nan
+
+    # -- results -------------------------------------------------------------------------------
+    def _on_result(self, name: str, clip: str, item: AudioSegment | VideoSegment, out: Features, dt: float) -> None:
+        key = (clip, name)
+        if key in self.dead:
+            return
+        self.partial.setdefault(key, []).append(out)
+        self.secs[key] = self.secs.get(key, 0.0) + dt
+        if isinstance(item, VideoSegment) and not item.last:
+            return
+        parts = self.partial.pop(key)
+        feats = Features.concat(parts, self.exts[name].dim)
+        if not np.isfinite(feats.values).all():
+            self._fail(clip, name, f"extract {name}: produced non-finite values")
+            return
+        self.ready.append((clip, name, feats))
+        self._drain()
+
+    def _drain(self) -> None:
+        """Hand finished results to the writer once their clip is fully decoded (durations known)."""
+        waiting = []
+        for clip, name, feats in self.ready:
+            if (clip, name) in self.dead:
+                continue
+            if clip not in self.writer.meta:
+                waiting.append((clip, name, feats))
+                continue
+            self.writer.add_native(clip, name, feats, self.keys[(clip, name)], self.secs.pop((clip, name), 0.0))
+        self.ready = waiting
+
+    def _fail(self, clip: str, name: str, reason: str) -> None:
+        key = (clip, name)
+        if key in self.dead:
+            return
+        self.dead.add(key)
+        self.partial.pop(key, None)
+        self.writer.add_failed(clip, name, self.keys.get(key, ""), reason)
+        self.result.failures.append(f"{clip}: {reason}")
+
+    def finish(self) -> None:
+        for b in self.batchers.values():
+            b.flush()
+        self._drain()
+        self.writer.flush()
+        self.result.calls = {n: b.calls for n, b in self.batchers.items()}
+        self.result.compute_s = {n: b.seconds for n, b in self.batchers.items()}

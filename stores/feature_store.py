@@ -1,0 +1,169 @@
+"""The Zarr v3 feature store: ragged per-extractor parts, a Parquet index and the manifest.
+
+Layout (docs/store.md is the reader's reference)::
+
+    <store>/zarr.json                                  root group, format attributes
+    <store>/manifest.parquet                           one row per clip
+    <store>/index/*.parquet                            outcome rows (stores/index.py)
+    <store>/native/<extractor>/zarr.json               provenance attributes
+    <store>/native/<extractor>/<part>/values|times|mask|confidence
+    <store>/aligned/<view>/<extractor>/<part>/...      the same, at the common rate
+
+A *part* holds the clips of one task for one extractor, concatenated along time: ``values[sum_T, D]``,
+``times[sum_T, 2]`` (start, end seconds), ``mask[sum_T]``. Each task writes its own parts, so no two
+tasks ever write the same chunk; a part is written under ``.tmp/`` and renamed into place whole.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import zarr
+from zarr.codecs import BloscCodec
+
+from extractors.base import Features
+from pipeline import __version__
+from stores import index
+from stores.fs import StoreFS
+
+FORMAT = "affect-pipeline-store"
+FORMAT_VERSION = 1
+CHUNK_BYTES = 1 << 20
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+def extractor_group(stage: str, view: str, extractor: str) -> str:
+    return f"native/{extractor}" if stage == "native" else f"aligned/{view}/{extractor}"
+
+
+class FeatureStore:
+    def __init__(self, url: str, create: bool = False) -> None:
+        self.fs = StoreFS(url)
+        self.url = url
+        if create:
+            self._init_root()
+        elif not self.fs.exists("zarr.json"):
+            raise FileNotFoundError(f"no feature store at {url} (run `pipeline extract ... --store {url}` first)")
+        self._arrays: dict[str, zarr.Array] = {}
+
+    # -- layout --------------------------------------------------------------------------------
+    def _init_root(self) -> None:
+        if self.fs.exists("zarr.json"):
+            attrs = zarr.open_group(self.fs.zarr_url(""), mode="r").attrs.asdict()
+            if attrs.get("format") != FORMAT:
+                raise ValueError(f"{self.url} is a Zarr group but not an affect-pipeline store; choose another path")
+            return
+        g = zarr.open_group(self.fs.zarr_url(""), mode="a", zarr_format=3)
+        g.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "created_by": f"affect-pipeline {__version__}"})
+        for sub in ("native", "aligned"):
+            g.require_group(sub)
+
+    def set_group_attrs(self, stage: str, view: str, extractor: str, attrs: dict[str, Any]) -> None:
+        """Provenance of the extractor's current configuration (the part attributes keep each part's own)."""
+        if stage == "aligned":
+            zarr.open_group(self.fs.zarr_url(f"aligned/{view}"), mode="a", zarr_format=3)
+        g = zarr.open_group(self.fs.zarr_url(extractor_group(stage, view, extractor)), mode="a", zarr_format=3)
+        g.attrs.put(json.loads(json.dumps(attrs, default=str)))
+
+    def group_attrs(self, stage: str, view: str, extractor: str) -> dict[str, Any]:
+        return zarr.open_group(self.fs.zarr_url(extractor_group(stage, view, extractor)), mode="r").attrs.asdict()
+
+    # -- parts ---------------------------------------------------------------------------------
+    def write_part(
+        self,
+        stage: str,
+        view: str,
+        extractor: str,
+        part_id: str,
+        items: list[tuple[str, Features]],
+        dtype: str,
+        attrs: dict[str, Any],
+    ) -> tuple[str, list[tuple[int, int]]]:
+        """Write clips' features as one part; returns its path and (offset, length) per clip."""
+        rel = f"{extractor_group(stage, view, extractor)}/{part_id}"
+        lengths = [len(f) for _, f in items]
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist() if items else []
+        spans = list(zip(offsets, lengths))
+        if self.fs.exists(f"{rel}/zarr.json"):
+            return rel, spans  # an earlier attempt of this very task committed it
+        dim = items[0][1].values.shape[1]
+        values = np.concatenate([f.values for _, f in items]).astype(dtype)
+        times = np.concatenate([np.stack([f.start, f.end], 1) for _, f in items]) if items else np.zeros((0, 2))
+        mask = np.concatenate([f.mask for _, f in items])
+        conf = [f.confidence for _, f in items]
+        tmp = self.fs.tmp(part_id)
+        g = zarr.open_group(self.fs.zarr_url(tmp), mode="w", zarr_format=3)
+        rows = max(1, min(max(1, len(values)), CHUNK_BYTES // max(1, dim * values.dtype.itemsize)))
+        g.create_array("values", data=values, chunks=(rows, dim), compressors=_COMPRESSOR)
+        g.create_array("times", data=times.astype(np.float64), chunks=(rows, 2), compressors=_COMPRESSOR)
+        g.create_array("mask", data=mask, chunks=(rows,), compressors=_COMPRESSOR)
+        if all(c is not None for c in conf) and conf:
+            g.create_array("confidence", data=np.concatenate(conf), chunks=(rows,), compressors=_COMPRESSOR)
+        part_attrs = {**attrs, "clip_ids": [c for c, _ in items], "offsets": offsets, "lengths": lengths}
+        g.attrs.put(json.loads(json.dumps(part_attrs, default=str)))
+        self.fs.commit_dir(tmp, rel)
+        return rel, spans
+
+    def _array(self, path: str) -> zarr.Array:
+        if path not in self._arrays:
+            self._arrays[path] = zarr.open_array(self.fs.zarr_url(path), mode="r")
+        return self._arrays[path]
+
+    def has_array(self, part: str, name: str) -> bool:
+        return self.fs.exists(f"{part}/{name}/zarr.json")
+
+    def read(self, row: pd.Series | dict) -> Features:
+        """The features of one live index row (status ok)."""
+        part, lo = row["part"], int(row["offset"])
+        hi = lo + int(row["length"])
+        times = self._array(f"{part}/times")[lo:hi]
+        conf = self._array(f"{part}/confidence")[lo:hi] if self.has_array(part, "confidence") else None
+        return Features(
+            self._array(f"{part}/values")[lo:hi], times[:, 0], times[:, 1], self._array(f"{part}/mask")[lo:hi], conf
+        )
+
+    def part_dirs(self) -> Iterable[str]:
+        """Every committed part directory (for verify and garbage collection)."""
+        for ext in self.fs.ls("native"):
+            yield from (p for p in self.fs.ls(ext) if self.fs.exists(f"{p}/values/zarr.json"))
+        for view in self.fs.ls("aligned"):
+            for ext in self.fs.ls(view):
+                yield from (p for p in self.fs.ls(ext) if self.fs.exists(f"{p}/values/zarr.json"))
+
+    # -- index and manifest --------------------------------------------------------------------
+    def index(self) -> pd.DataFrame:
+        return index.load(self.fs)
+
+    def manifest(self) -> pd.DataFrame:
+        if not self.fs.exists("manifest.parquet"):
+            return pd.DataFrame()
+        return self.fs.read_parquet("manifest.parquet").to_pandas()
+
+    def save_manifest(self, manifest: pd.DataFrame) -> None:
+        """Merge into the stored manifest (rows of this run win) and replace it atomically."""
+        old = self.manifest()
+        if not old.empty:
+            manifest = pd.concat([old[~old["clip_id"].isin(manifest["clip_id"])], manifest], ignore_index=True)
+        self.fs.write_parquet("manifest.parquet", pa.Table.from_pandas(manifest, preserve_index=False))
+
+    def garbage_collect(self, live: pd.DataFrame, tmp_age_s: float = 3600.0) -> int:
+        """Remove parts no live row points to (superseded configs, orphans of killed tasks)."""
+        referenced = set(live["part"].dropna())
+        removed = 0
+        for part in list(self.part_dirs()):
+            if part not in referenced:
+                self.fs.rm(part, recursive=True)
+                removed += 1
+        for tmp in self.fs.ls(".tmp"):
+            try:
+                mtime = self.fs.fs.modified(self.fs.path(tmp)).timestamp()
+            except (FileNotFoundError, NotImplementedError, AttributeError):
+                continue
+            if time.time() - mtime > tmp_age_s:
+                self.fs.rm(tmp, recursive=True)
+        return removed

@@ -1,0 +1,92 @@
+"""File-system access to a store at any URL fsspec accepts (a local path, file://, s3://, ...).
+
+Every write that must appear whole goes through :meth:`StoreFS.write_atomic` or
+:meth:`StoreFS.commit_dir`: written under ``.tmp/`` first, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from typing import Any, Callable
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TMP_DIR = ".tmp"
+
+
+class StoreFS:
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = str(url)
+        self.fs, self.root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
+        self.root = self.root.rstrip("/")
+        self.is_local = "file" in self.fs.protocol or "local" in self.fs.protocol
+
+    def path(self, rel: str = "") -> str:
+        return posixpath.join(self.root, rel) if rel else self.root
+
+    def zarr_url(self, rel: str) -> str:
+        """What zarr.open_* takes for a path inside the store."""
+        if self.is_local:
+            return self.path(rel)
+        return self.fs.unstrip_protocol(self.path(rel))
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.exists(self.path(rel))
+
+    def ls(self, rel: str) -> list[str]:
+        try:
+            entries = self.fs.ls(self.path(rel), detail=False)
+        except FileNotFoundError:
+            return []
+        prefix = self.root + "/"
+        return [e[len(prefix) :] if e.startswith(prefix) else e for e in entries]
+
+    def rm(self, rel: str, recursive: bool = False) -> None:
+        try:
+            self.fs.rm(self.path(rel), recursive=recursive)
+        except FileNotFoundError:
+            pass
+
+    def makedirs(self, rel: str) -> None:
+        self.fs.makedirs(self.path(rel), exist_ok=True)
+
+    def tmp(self, hint: str = "") -> str:
+        rel = f"{TMP_DIR}/{uuid.uuid4().hex}{'-' + hint if hint else ''}"
+        self.makedirs(TMP_DIR)
+        return rel
+
+    def write_atomic(self, rel: str, writer: Callable[[Any], None]) -> None:
+        tmp = self.tmp(posixpath.basename(rel))
+        with self.fs.open(self.path(tmp), "wb") as f:
+            writer(f)
+        self.makedirs(posixpath.dirname(rel))
+        self.fs.mv(self.path(tmp), self.path(rel))
+
+    def commit_dir(self, tmp: str, rel: str) -> bool:
+        """Move a fully written directory into place. False if ``rel`` already exists (a twin won)."""
+        if self.exists(rel):
+            self.rm(tmp, recursive=True)
+            return False
+        self.makedirs(posixpath.dirname(rel))
+        try:
+            if self.is_local:  # os.rename is atomic and refuses a non-empty target
+                os.rename(self.path(tmp), self.path(rel))
+            else:
+                self.fs.mv(self.path(tmp), self.path(rel), recursive=True)
+        except OSError:
+            if self.exists(rel):  # a concurrent twin committed the same content first
+                self.rm(tmp, recursive=True)
+                return False
+            raise
+        return True
+
+    def read_parquet(self, rel: str) -> pa.Table:
+        with self.fs.open(self.path(rel), "rb") as f:
+            return pq.read_table(f)
+
+    def write_parquet(self, rel: str, table: pa.Table) -> None:
+        self.write_atomic(rel, lambda f: pq.write_table(table, f, compression="zstd"))
