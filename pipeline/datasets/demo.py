@@ -25,7 +25,8 @@ CLASSES = {
 SPLITS = {1: "train", 2: "train", 3: "train", 4: "train", 5: "validation", 6: "test"}
 
 
-def generate(root: str | Path, speakers: int = 6, clips_per_class: int = 2, seed: int = 0) -> Path:
+def generate(root: str | Path, speakers: int = 6, clips_per_class: int = 2, seed: int = 0,
+             durations: tuple[float, float] = (2.0, 4.0)) -> Path:
     """Write the corpus under ``root`` (skipping files that exist) and return ``root``."""
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -37,7 +38,7 @@ def generate(root: str | Path, speakers: int = 6, clips_per_class: int = 2, seed
             for k in range(clips_per_class):
                 clip_seed = seed * 100003 + s * 1009 + ci * 101 + k
                 crng = np.random.default_rng(clip_seed)
-                duration = float(np.round(crng.uniform(2.0, 4.0), 2))
+                duration = float(np.round(crng.uniform(*durations), 2))
                 fps = 30.0 if k % 2 else 25.0
                 path = root / f"spk{s:02d}" / f"{label}_{k}.mp4"
                 if not path.exists():

@@ -1,0 +1,113 @@
+"""Extractor interface, registry, and the numerics of the offline extractors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from scipy.signal import get_window
+
+from extractors import registry
+from extractors.base import AudioSegment, Extractor, VideoSegment
+from pipeline import synth
+from pipeline.face import FaceConfig, FaceTracker
+
+
+def test_registry_lists_offline_extractors_and_rejects_unknown_names():
+    assert {"logmel", "linear_spectrogram", "egemaps", "face_hog"} <= set(registry.names())
+    with pytest.raises(KeyError, match="unknown extractor 'nope'.*logmel"):
+        registry.get("nope")
+    with pytest.raises(ValueError, match="no option.*'bogus'"):
+        registry.make_config("logmel", {"bogus": 1})
+
+
+def test_registry_fails_loudly_on_duplicates_and_unfrozen_configs():
+    @dataclass(frozen=True)
+    class Cfg:
+        pass
+
+    with pytest.raises(ValueError, match="duplicate extractor name 'logmel'"):
+        registry.register_extractor(type("Other", (Extractor,), {"name": "logmel", "Config": Cfg}))
+
+    @dataclass
+    class Mutable:
+        pass
+
+    with pytest.raises(TypeError, match="frozen dataclass"):
+        registry.register_extractor(type("Bad", (Extractor,), {"name": "bad_cfg_test", "Config": Mutable}))
+
+
+def _reference_logmel(x, sr=16000, win=400, hop=160, n_fft=512, n_mels=64, fmin=125.0, fmax=7500.0):
+    """Independent computation: explicit loops, scipy's periodic Hann, HTK mel triangles in Hz."""
+    window = get_window("hann", win, fftbins=True)
+    n = 1 + (len(x) - win) // hop
+    spec = np.array([np.abs(np.fft.rfft(x[i * hop : i * hop + win] * window, n_fft)) ** 2 for i in range(n)])
+    freqs = np.arange(n_fft // 2 + 1) * sr / n_fft
+
+    def mel(f):
+        return 1127.0 * np.log(1 + f / 700.0)
+
+    edges = np.linspace(mel(fmin), mel(fmax), n_mels + 2)
+    fb = np.zeros((len(freqs), n_mels))
+    for m in range(n_mels):
+        for k, f in enumerate(freqs[1:], start=1):
+            v = mel(f)
+            if edges[m] < v <= edges[m + 1]:
+                fb[k, m] = (v - edges[m]) / (edges[m + 1] - edges[m])
+            elif edges[m + 1] < v < edges[m + 2]:
+                fb[k, m] = (edges[m + 2] - v) / (edges[m + 2] - edges[m + 1])
+    return np.log(spec @ fb + 1e-6)
+
+
+def test_logmel_matches_an_independent_computation_and_the_frame_convention():
+    x = synth.voice(1.0, 150, 4, 0.5, seed=1, sample_rate=16000)
+    ext = registry.create("logmel")
+    (f,) = ext.compute([AudioSegment("c", x)])
+    ref = _reference_logmel(x.astype(np.float64))
+    assert f.values.shape == ref.shape == (1 + (16000 - 400) // 160, 64)
+    np.testing.assert_allclose(f.values, ref, atol=2e-3)
+    np.testing.assert_allclose(f.start[:3], [0.0, 0.01, 0.02])
+    np.testing.assert_allclose(f.end[:3], [0.025, 0.035, 0.045])
+    assert ext.rate == 100.0 and len(ext.feature_names) == 64
+
+
+def test_linear_spectrogram_and_configurable_mel_bands():
+    x = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    (lin,) = registry.create("linear_spectrogram").compute([AudioSegment("c", x)])
+    assert lin.values.shape == (1 + (8000 - 400) // 160, 257)
+    (m40,) = registry.create("logmel", {"n_mels": 40}).compute([AudioSegment("c", x)])
+    assert m40.values.shape[1] == 40
+    (short,) = registry.create("logmel").compute([AudioSegment("c", x[:100])])
+    assert short.values.shape == (1, 64)  # shorter than one window: padded to one frame
+
+
+def test_egemaps_lld_shape_rate_and_determinism():
+    x = synth.voice(1.5, 180, 4, 0.5, seed=2, sample_rate=16000)
+    ext = registry.create("egemaps")
+    (a,) = ext.compute([AudioSegment("c", x, t0=0.0)])
+    (b,) = ext.compute([AudioSegment("c", x, t0=0.0)])
+    assert a.values.shape[1] == 25 and ext.dim == 25
+    assert abs(len(a) - 150) <= 6  # 10 ms hop
+    np.testing.assert_array_equal(a.values, b.values)
+    assert np.all(np.diff(a.start) > 0)
+    compare = registry.create("egemaps", {"feature_set": "ComParE_2016"})
+    assert compare.dim == 65
+    with pytest.raises(ValueError, match="feature_set"):
+        registry.make_config("egemaps", {"feature_set": "GeMAPS_bogus"})
+
+
+def test_face_stage_finds_the_real_face_and_marks_faceless_frames_invalid():
+    base = synth.face_image()
+    frames = np.stack(list(synth.animate_face(base, 6, 25, 0, 1, 1, 1, seed=0)))
+    blank = np.full_like(frames, 128)
+    video = np.concatenate([frames, blank[:6]])
+    times = np.arange(12) / 25
+    tracker = FaceTracker(FaceConfig(max_gap=0))
+    out = tracker.process(VideoSegment("c", video, times, times + 0.04))
+    assert out.found.tolist() == [True] * 6 + [False] * 6
+    assert out.frames.shape == (12, 112, 112, 3)
+    (hog,) = registry.create("face_hog").compute([out])
+    assert hog.values.shape == (12, registry.create("face_hog").dim)
+    assert hog.mask.tolist() == out.found.tolist()
+    assert np.abs(hog.values[:6]).sum() > 0 and np.abs(hog.values[6:]).sum() == 0
