@@ -8,7 +8,8 @@ that one bad clip fails alone.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from extractors.base import Extractor, Features
 

@@ -6,7 +6,6 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -35,15 +34,15 @@ def extract(
     dataset: str = typer.Option(..., help=f"dataset adapter: {', '.join(manifest.dataset_names())}"),
     root: Path = typer.Option(..., help="corpus root as unpacked (or the CSV file for --dataset csv)"),
     store: str = typer.Option(..., help="store path or URL (zarr/fsspec), created if missing"),
-    extractors: Optional[str] = typer.Option(
+    extractors: str | None = typer.Option(
         None, help=f"comma-separated, from: {', '.join(registry.names())} [default: {','.join(DEFAULT_EXTRACTORS)}]"),
     set_: list[str] = typer.Option([], "--set", help="extractor option, EXTRACTOR.OPTION=VALUE (repeatable)"),
     rate: float = typer.Option(5.0, help="common frame rate of the aligned view (Hz)"),
-    min_confidence: Optional[float] = typer.Option(None, help="alignment: drop frames below this confidence"),
-    max_duration_gap: Optional[float] = typer.Option(1.0, help="alignment: exclude clips whose audio and video "
+    min_confidence: float | None = typer.Option(None, help="alignment: drop frames below this confidence"),
+    max_duration_gap: float | None = typer.Option(1.0, help="alignment: exclude clips whose audio and video "
                                                      "durations differ by more (s); negative disables"),
-    cluster: Optional[Path] = typer.Option(None, help="dask_cluster.yaml (default: embedded LocalCluster)"),
-    limit: Optional[int] = typer.Option(None, help="only the first N clips of the manifest"),
+    cluster: Path | None = typer.Option(None, help="dask_cluster.yaml (default: embedded LocalCluster)"),
+    limit: int | None = typer.Option(None, help="only the first N clips of the manifest"),
     force: bool = typer.Option(False, help="recompute even what is cached"),
     dry_run: bool = typer.Option(False, help="print clips, frames, extractor calls and an estimate; do no work"),
     allow_failures: bool = typer.Option(False, help="exit 0 even when some clips failed"),
@@ -51,7 +50,7 @@ def extract(
     dtype: str = typer.Option("float32", help="stored value type: float32 or float16"),
     device: str = typer.Option("auto", help="auto, cpu or cuda (GPU extractors)"),
     face_detector: str = typer.Option("haar", help="face detector of the shared face stage"),
-    max_side: Optional[int] = typer.Option(None, help="downscale frames whose longer side exceeds this"),
+    max_side: int | None = typer.Option(None, help="downscale frames whose longer side exceeds this"),
     quiet: bool = typer.Option(False, help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the run report as JSON on stdout"),
 ) -> None:
@@ -174,7 +173,7 @@ def extractors() -> None:
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--dir", help="where the corpus and the store go"),
     seed: int = typer.Option(0, help="corpus seed"),
-    cluster: Optional[Path] = typer.Option(None, help="dask_cluster.yaml (default: LocalCluster)"),
+    cluster: Path | None = typer.Option(None, help="dask_cluster.yaml (default: LocalCluster)"),
 ) -> None:
     """Generate the synthetic corpus, extract every offline extractor into a store, show its status."""
     from pipeline.datasets.demo import generate

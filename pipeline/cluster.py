@@ -7,10 +7,11 @@ Scheduler and dashboard bind to 127.0.0.1 unless the file says otherwise.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psutil
 import yaml
@@ -156,5 +157,9 @@ def make_jobqueue_cluster(jq: dict[str, Any]) -> Any:
 
 
 def gpu_workers(client: Any) -> int:
-    workers = client.scheduler_info().get("workers", {})
+    try:
+        info = client.scheduler_info(n_workers=-1)  # newer distributed lists only 5 workers by default
+    except TypeError:
+        info = client.scheduler_info()
+    workers = info.get("workers", {})
     return sum(1 for w in workers.values() if (w.get("resources") or {}).get("GPU", 0) > 0)

@@ -9,9 +9,9 @@ file is reached by seeking, not by decoding from the beginning.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np

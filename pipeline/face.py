@@ -9,8 +9,9 @@ are detected inside the face box.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np

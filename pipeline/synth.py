@@ -6,9 +6,9 @@ through the real decoder and the real face detector.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
 
 import av
 import numpy as np

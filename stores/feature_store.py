@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,8 @@ class FeatureStore:
                 raise ValueError(f"{self.url} is a Zarr group but not an affect-pipeline store; choose another path")
             return
         g = zarr.open_group(self.fs.zarr_url(""), mode="a", zarr_format=3)
-        g.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "created_by": f"affect-pipeline {__version__}"})
+        g.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION,
+                        "created_by": f"affect-pipeline {__version__}"})
         for sub in ("native", "aligned"):
             g.require_group(sub)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import fsspec
 import pyarrow as pa

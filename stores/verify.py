@@ -50,7 +50,7 @@ def _check_part(store: FeatureStore, part: str, rows: pd.DataFrame) -> list[str]
         if hi > lo and (np.diff(t[lo:hi, 0]) < -1e-9).any():
             out.append(f"{where}: frame times go backwards")
     spans = sorted((int(o), int(o) + int(ln)) for o, ln in zip(rows["offset"], rows["length"]))
-    for (a0, a1), (b0, _) in zip(spans, spans[1:]):
+    for (_, a1), (b0, _) in zip(spans, spans[1:]):
         if b0 < a1:
             out.append(f"{part}: two clips share rows {b0}:{a1}")
     return out

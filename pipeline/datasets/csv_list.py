@@ -16,7 +16,7 @@ ALIASES = {"path": "media_path", "file": "media_path", "video": "media_path", "a
 @register_dataset
 class CsvDataset(DatasetAdapter):
     name = "csv"
-    description = "a CSV/Parquet list of clips: media_path (or path) [, clip_id, audio_path, start, end, speaker, labels]"
+    description = "a CSV/Parquet list of clips: media_path (or path), optional clip_id, audio_path, start, end, labels"
     layout = "--root list.csv (or .parquet); relative paths are resolved against the file's folder"
 
     def manifest(self, root: Path) -> pd.DataFrame:

@@ -1,0 +1,108 @@
+"""Store internals (index commits, compaction, parts) and cluster configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from extractors.base import Extractor, Features, NoConfig
+from pipeline import cluster
+from pipeline.errors import ConfigError
+from stores import index
+from stores.feature_store import FeatureStore
+
+
+def _feats(n: int, d: int = 3) -> Features:
+    return Features(np.arange(n * d, dtype=np.float32).reshape(n, d), np.arange(n) / 10, np.arange(1, n + 1) / 10)
+
+
+def test_parts_are_written_whole_and_idempotently(tmp_path):
+    s = FeatureStore(str(tmp_path / "s"), create=True)
+    items = [("a", _feats(4)), ("b", _feats(2))]
+    part, spans = s.write_part("native", "", "x", "p1", items, "float32", {"k": 1})
+    assert spans == [(0, 4), (4, 2)]
+    again, spans2 = s.write_part("native", "", "x", "p1", items, "float32", {"k": 1})
+    assert again == part and spans2 == spans
+    assert not list((tmp_path / "s" / ".tmp").iterdir())  # nothing half-written left behind
+    row = {"part": part, "offset": 4, "length": 2}
+    np.testing.assert_array_equal(s.read(row).values, _feats(2).values)
+
+
+def test_index_latest_row_wins_and_compaction_keeps_the_live_rows(tmp_path):
+    s = FeatureStore(str(tmp_path / "s"), create=True)
+    base = {"clip_id": "a", "stage": "native", "view": "", "extractor": "x"}
+    index.commit(s.fs, [base | {"key": "k1", "status": "failed", "reason": "r"}], "one")
+    index.commit(s.fs, [base | {"key": "k2", "status": "ok"}, base | {"clip_id": "b", "status": "ok"}], "two")
+    assert index.commit(s.fs, [base | {"key": "k3"}], "two").endswith("two.parquet")  # existing file wins
+    live = index.load(s.fs)
+    assert len(live) == 2 and live.set_index("clip_id").loc["a", "key"] == "k2"
+    compacted = index.compact(s.fs)
+    assert len(index.files(s.fs)) == 1
+    assert compacted.sort_values("clip_id").reset_index(drop=True).equals(live.sort_values("clip_id")
+                                                                          .reset_index(drop=True))
+
+
+def test_a_store_path_that_is_another_zarr_group_is_refused(tmp_path):
+    import zarr
+
+    zarr.open_group(str(tmp_path / "g"), mode="w")
+    with pytest.raises(ValueError, match="not an affect-pipeline store"):
+        FeatureStore(str(tmp_path / "g"), create=True)
+    with pytest.raises(FileNotFoundError, match="no feature store"):
+        FeatureStore(str(tmp_path / "missing"))
+
+
+def test_store_url_through_fsspec(tmp_path):
+    s = FeatureStore(f"file://{tmp_path}/u.zarr", create=True)
+    part, _ = s.write_part("native", "", "x", "p", [("a", _feats(3))], "float16", {})
+    np.testing.assert_allclose(s.read({"part": part, "offset": 0, "length": 3}).values, _feats(3).values)
+
+
+def test_local_cluster_defaults_bind_loopback(tmp_path):
+    kw = cluster._local_kwargs({})
+    assert kw["host"] == "127.0.0.1" and kw["dashboard_address"].startswith("127.0.0.1")
+    assert kw["n_workers"] >= 1 and kw["threads_per_worker"] == 1
+
+
+def test_jobqueue_spec_renders_a_real_job_script(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("mode: jobqueue\njobqueue: {system: slurm, cores: 4, memory: 16GB, walltime: '01:00:00', "
+                 "gpus_per_job: 1, queue: gpu}\n")
+    cfg = cluster.load(str(y))
+    jc = cluster.make_jobqueue_cluster(cfg.jobqueue)
+    try:
+        script = jc.job_script()
+    finally:
+        jc.close()
+    assert "#SBATCH --gres=gpu:1" in script and "--resources GPU=1" in script and "-p gpu" in script
+
+
+def test_gpu_extractors_fail_fast_when_no_worker_offers_a_gpu():
+    from dataclasses import dataclass
+
+    from distributed import Client, LocalCluster
+
+    from extractors import registry
+    from pipeline.config import ExtractConfig
+    from pipeline.graph import _device
+    from pipeline.plan import Plan
+
+    @dataclass(frozen=True)
+    class Cfg(NoConfig):
+        pass
+
+    @registry.register_extractor
+    class NeedsGPU(Extractor):
+        name = "test_needs_gpu"
+        modality = "audio"
+        input = "audio"
+        Config = Cfg
+        wants_gpu = True
+
+    plan = Plan("r", 0, [], {}, {"test_needs_gpu": {}})
+    cfg = ExtractConfig("demo", ".", "s", {"logmel": {}}, device="cuda")
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as lc, Client(lc) as client:
+        with pytest.raises(ConfigError, match="no Dask worker offers a 'GPU' resource"):
+            _device(cfg, client, plan)
+        auto = ExtractConfig("demo", ".", "s", {"logmel": {}}, device="auto")
+        assert _device(auto, client, plan) == ("cpu", None)
