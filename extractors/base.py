@@ -17,7 +17,7 @@ import numpy as np
 
 Modality = Literal["audio", "video", "text"]
 #: What an extractor consumes: the whole 16 kHz mono waveform, raw RGB frames, or face crops.
-InputKind = Literal["audio", "frames", "faces"]
+InputKind = Literal["audio", "frames", "faces", "annotation"]
 
 
 @dataclass
@@ -45,6 +45,16 @@ class VideoSegment:
     ends: np.ndarray  # [N] float64 end of each frame
     found: np.ndarray | None = None  # [N] bool, faces only
     last: bool = False  # True for the clip's final window
+
+
+@dataclass
+class AnnotationSegment:
+    """A clip's per-frame annotation file, as text (``annotation_path`` in the manifest), and the video's fps."""
+
+    clip_id: str
+    text: str
+    fps: float
+    n_frames: int = 0
 
 
 @dataclass

@@ -18,6 +18,7 @@ BUILTIN_MODULES = (
     "extractors.linear_spectrogram",
     "extractors.egemaps",
     "extractors.face_hog",
+    "extractors.affwild2_va",
 )
 
 

@@ -31,11 +31,13 @@ def file_fingerprint(path: str) -> str:
     return h.hexdigest()[:32]
 
 
-def media_fingerprint(media_path: str, audio_path: str | None = None) -> str:
-    """Fingerprint of a clip's media; raises OSError if a file cannot be read."""
+def media_fingerprint(media_path: str, audio_path: str | None = None, annotation_path: str | None = None) -> str:
+    """Fingerprint of a clip's media (and annotation file); raises OSError if a file cannot be read."""
     fp = file_fingerprint(media_path)
     if audio_path and audio_path != media_path:
         fp = _h(fp, file_fingerprint(audio_path))
+    if annotation_path:
+        fp = _h(fp, file_fingerprint(annotation_path))
     return fp
 
 

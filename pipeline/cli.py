@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from extractors import registry
@@ -141,16 +142,56 @@ def verify(store: str = typer.Argument(..., help="store path or URL")) -> None:
     out.print(f"store {store}: OK")
 
 
-@app.command()
-def datasets() -> None:
-    """Every dataset recipe, with its expected layout."""
+datasets_app = typer.Typer(help="Dataset recipes: list them, or check a copy of a corpus.")
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.callback(invoke_without_command=True)
+def datasets(ctx: typer.Context) -> None:
+    """Every dataset recipe, with its expected layout (`pipeline datasets check` checks a copy)."""
+    if ctx.invoked_subcommand is not None:
+        return
     t = Table()
     for col in ("name", "description", "layout"):
         t.add_column(col, overflow="fold")
     for name in manifest.dataset_names():
         a = manifest.get_dataset(name)
-        t.add_row(name, a.description, a.layout)
+        t.add_row(name, escape(a.description), escape(a.layout))
     out.print(t)
+
+
+@datasets_app.command("check")
+def datasets_check(
+    dataset: str = typer.Option(..., help=f"dataset recipe: {', '.join(manifest.dataset_names())}"),
+    root: Path = typer.Option(..., help="the corpus as unpacked from the official release"),
+) -> None:
+    """Compare a copy with the official counts; list missing, empty and LFS-pointer files. Exit 1 if unusable."""
+    try:
+        adapter = manifest.get_dataset(dataset)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    r = adapter.check(root)
+    t = Table(title=f"{dataset} at {root}")
+    for col in ("count", "found", "official"):
+        t.add_column(col, overflow="fold")
+    for key, found in r.found.items():
+        t.add_row(escape(key), escape(str(found)), escape(str(r.expected.get(key, "-"))))
+    out.print(t)
+    for title, items in (("missing files", r.missing), ("empty files", r.empty),
+                         ("git-LFS pointer files", r.lfs_pointers), ("known bad clips (kept, flagged)",
+                                                                    r.known_issues), ("warnings", r.warnings)):
+        if items:
+            out.print(f"[bold]{title}[/bold] ({len(items)}):")
+            for item in items[:50]:
+                out.print(f"  {item}", highlight=False)
+            if len(items) > 50:
+                out.print(f"  ... and {len(items) - 50} more")
+    for e in r.errors:
+        out.print(f"[red]error[/red] {e}", highlight=False)
+    if not r.usable:
+        out.print(f"[red]this copy of {dataset} cannot be used[/red]")
+        raise typer.Exit(1)
+    out.print(f"[green]this copy of {dataset} is usable[/green]")
 
 
 @app.command()

@@ -31,6 +31,7 @@ class ClipSource:
     audio_path: str | None = None
     start: float | None = None
     end: float | None = None
+    annotation_path: str | None = None  # per-frame targets (Aff-Wild2), read by the core, parsed by an extractor
 
 
 @dataclass

@@ -10,7 +10,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rich.console import Console
@@ -60,6 +60,9 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
     t0 = time.perf_counter()
     cluster_cfg = cluster.load(cfg.cluster_file)  # validated before any work
     clips = manifest.build(cfg.dataset, cfg.root, cfg.limit)
+    targets = manifest.get_dataset(cfg.dataset).targets  # frame-level targets always travel with the features
+    if any(t not in cfg.extractors for t in targets):
+        cfg = replace(cfg, extractors={**cfg.extractors, **{t: {} for t in targets if t not in cfg.extractors}})
     if cfg.dry_run:
         store = FeatureStore(cfg.store) if _exists(cfg.store) else None
         live = store.index() if store else index.empty()

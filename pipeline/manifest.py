@@ -16,23 +16,59 @@ import pandas as pd
 from pipeline.errors import ConfigError
 
 REQUIRED = ("clip_id", "speaker", "session", "media_path")
-OPTIONAL = {"audio_path": None, "start": np.nan, "end": np.nan, "split": ""}
+OPTIONAL = {"audio_path": None, "annotation_path": None, "start": np.nan, "end": np.nan, "split": ""}
 
 
 class DatasetAdapter:
-    """Turns a corpus root into a manifest. Subclasses set ``name``, ``description``, ``layout``."""
+    """Turns a corpus root into a manifest. Subclasses set ``name``, ``description``, ``layout``.
+
+    ``expected`` holds the official release's counts (clips, speakers, per-class counts of
+    ``label_column``); ``pipeline datasets check`` compares a user's copy against them.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str]
     layout: ClassVar[str]
+    #: extractors always run for this dataset (frame-level targets stored as streams)
+    targets: ClassVar[tuple[str, ...]] = ()
+    expected: ClassVar[dict] = {}
+    label_column: ClassVar[str | None] = None
 
     def manifest(self, root: Path) -> pd.DataFrame:
         raise NotImplementedError
 
+    def check(self, root: Path):  # noqa: ANN201 - CheckReport (imported lazily: no cycle)
+        """Counts against the official release and unusable files; never raises for a bad copy."""
+        from pipeline.datasets.checks import CheckReport, compare, media_problems
+
+        report = CheckReport(self.name, str(root))
+        try:
+            df = normalise(self.manifest(Path(root)), f"dataset {self.name!r} at {root}")
+        except (ConfigError, OSError, ValueError) as exc:
+            report.errors.append(str(exc))
+            return report
+        compare(report, "clips", len(df), self.expected.get("clips"))
+        compare(report, "speakers", int(df["speaker"].nunique()), self.expected.get("speakers"))
+        if self.label_column and self.label_column in df.columns:
+            counts = {str(k): int(v) for k, v in df[self.label_column].value_counts().sort_index().items() if k}
+            compare(report, f"{self.label_column} counts", counts, self.expected.get(self.label_column))
+        if "known_issue" in df.columns:
+            report.known_issues = [f"{c}: {i}" for c, i in zip(df["clip_id"], df["known_issue"]) if i]
+        media_problems(df, report)
+        self.extra_checks(df, report)
+        return report
+
+    def extra_checks(self, manifest: pd.DataFrame, report) -> None:  # noqa: ANN001
+        """Corpus-specific checks (e.g. annotation rows vs video frames)."""
+
 
 _DATASETS: dict[str, type[DatasetAdapter]] = {}
 A = TypeVar("A", bound=type[DatasetAdapter])
-BUILTIN_MODULES = ("pipeline.datasets.demo", "pipeline.datasets.folder", "pipeline.datasets.csv_list")
+BUILTIN_MODULES = (
+    "pipeline.datasets.demo", "pipeline.datasets.folder", "pipeline.datasets.csv_list",
+    "pipeline.datasets.voxceleb2", "pipeline.datasets.crema_d", "pipeline.datasets.ravdess",
+    "pipeline.datasets.iemocap", "pipeline.datasets.msp_improv", "pipeline.datasets.affwild2",
+)
 
 
 def register_dataset(cls: A) -> A:
@@ -93,6 +129,15 @@ def build(dataset: str, root: str | Path, limit: int | None = None) -> pd.DataFr
     if not root.exists():
         raise ConfigError(f"--root {root} does not exist")
     df = normalise(adapter.manifest(root), f"dataset {dataset!r} at {root}")
+    from pipeline.datasets.checks import lfs_pointers
+
+    files = [str(p) for col in ("media_path", "audio_path") for p in df[col].dropna().unique()]
+    bad = lfs_pointers(files)
+    if bad:
+        raise ConfigError(
+            f"dataset {dataset!r}: {len(bad)} media files are git-LFS pointers, not media (e.g. {bad[0]}); "
+            "run `git lfs pull` in your clone or download the release archives"
+        )
     if limit is not None:
         df = df.head(limit)
     return df.reset_index(drop=True)

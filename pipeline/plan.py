@@ -51,9 +51,13 @@ def _opt(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
 
 
+def _path(p: object) -> str | None:
+    return None if p is None or (isinstance(p, float) and np.isnan(p)) or p == "" else str(p)
+
+
 def _fingerprint(src: ClipSource) -> str:
     try:
-        return cache_key.media_fingerprint(src.media_path, src.audio_path)
+        return cache_key.media_fingerprint(src.media_path, src.audio_path, src.annotation_path)
     except OSError:
         return ""  # unreadable: the task reports why, as a failed row
 
@@ -64,8 +68,8 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
     face = dataclasses.asdict(cfg.face)
     align = dataclasses.asdict(cfg.align)
     sources = [
-        ClipSource(str(r.clip_id), str(r.media_path), None if pd.isna(r.audio_path) or not r.audio_path
-                   else str(r.audio_path), _opt(r.start), _opt(r.end))
+        ClipSource(str(r.clip_id), str(r.media_path), _path(r.audio_path), _opt(r.start), _opt(r.end),
+                   _path(getattr(r, "annotation_path", None)))
         for r in manifest.itertuples(index=False)
     ]
     with ThreadPoolExecutor(16) as pool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from extractors import registry
-from extractors.base import AudioSegment, Extractor, Features, VideoSegment
+from extractors.base import AnnotationSegment, AudioSegment, Extractor, Features, VideoSegment
 from pipeline.align import AlignConfig
 from pipeline.batcher import Batcher
 from pipeline.decode import ClipDecoder, MediaInfo, probe
@@ -87,6 +87,8 @@ class _ShardRunner:
     def _batcher(self, name: str, ext: Extractor) -> Batcher:
         if ext.input == "audio":
             budget, size = self.task.batch_seconds, lambda s: len(s.samples) / s.sample_rate
+        elif ext.input == "annotation":
+            budget, size = 1, lambda s: 1
         else:
             budget, size = self.task.batch_frames, lambda s: max(1, len(s.frames))
         return Batcher(
@@ -129,8 +131,15 @@ class _ShardRunner:
                                        f"leave {name} out of --extractors for such clips)")
             else:
                 wanted.append(name)
-        if not wanted:
-            return
+        annotations = [n for n in wanted if self.exts[n].input == "annotation"]
+        streams = [n for n in wanted if n not in annotations]
+        if streams:
+            self._decode(work, streams, info, audio_info)
+        for name in annotations:  # after decoding, so the clip's durations are the decoded ones
+            self._annotation(work, name, info)
+
+    def _decode(self, work: ClipWork, wanted: list[str], info: MediaInfo, audio_info: MediaInfo) -> None:
+        src, clip = work.source, work.source.clip_id
         video = [n for n in wanted if self.exts[n].input in ("frames", "faces")]
         audio = [n for n in wanted if self.exts[n].input == "audio"]
         multiple = math.lcm(*[self.exts[n].window_multiple for n in video]) if video else 1
@@ -163,11 +172,28 @@ class _ShardRunner:
         self.result.frames += decoder.n_frames
         self._drain()
 
+    def _annotation(self, work: ClipWork, name: str, info: MediaInfo) -> None:
+        """Per-frame targets: the core reads the file, the extractor parses it (fps from the container)."""
+        clip, path = work.source.clip_id, work.source.annotation_path
+        if not path:
+            self._fail(clip, name, f"annotation: the manifest gives no annotation_path ({name} needs one)")
+            return
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                text = f.read()
+        except OSError as exc:
+            self._fail(clip, name, f"annotation: cannot read {path}: {exc.strerror or exc}")
+            return
+        if clip not in self.writer.meta:
+            self.writer.meta[clip] = decoded_meta(work.fingerprint, info.duration, math.nan, info.duration)
+        self.batchers[name].add(AnnotationSegment(clip, text, info.fps or 25.0, info.frames))
+        self._drain()
+
     @staticmethod
     def _missing_stream(ext: Extractor, info: MediaInfo, audio_info: MediaInfo) -> str | None:
         if ext.input == "audio" and not audio_info.has_audio:
             return "audio"
-        if ext.input in ("frames", "faces") and not info.has_video:
+        if ext.input in ("frames", "faces", "annotation") and not info.has_video:
             return "video"
         return None
 
