@@ -178,7 +178,8 @@ def datasets_check(
         t.add_row(escape(key), escape(str(found)), escape(str(r.expected.get(key, "-"))))
     out.print(t)
     for title, items in (("missing files", r.missing), ("empty files", r.empty),
-                         ("git-LFS pointer files", r.lfs_pointers), ("known bad clips (kept, flagged)",
+                         ("git-LFS pointer files", r.lfs_pointers), ("unreadable media", r.unreadable),
+                         ("extra files (not taken)", r.extra), ("known bad clips (kept, flagged)",
                                                                     r.known_issues), ("warnings", r.warnings)):
         if items:
             out.print(f"[bold]{title}[/bold] ({len(items)}):")

@@ -7,7 +7,7 @@ invented values.
 from __future__ import annotations
 
 import shutil
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ import numpy as np
 from pipeline import synth
 
 
-@lru_cache(maxsize=None)
+@cache
 def _media(kind: str, seconds: float = 1.0) -> bytes:
     import tempfile
 

@@ -34,6 +34,8 @@ class CheckReport:
     expected: dict[str, object] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
     lfs_pointers: list[str] = field(default_factory=list)
     known_issues: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -58,6 +60,8 @@ def media_problems(manifest: pd.DataFrame, report: CheckReport,
                 report.empty.append(str(p))
             elif is_lfs_pointer(p):
                 report.lfs_pointers.append(str(p))
+            elif not _readable(p):
+                report.unreadable.append(str(p))
     if report.lfs_pointers:
         report.errors.append(
             f"{len(report.lfs_pointers)} media files are git-LFS pointer files, not media: fetch the real files "
@@ -65,6 +69,24 @@ def media_problems(manifest: pd.DataFrame, report: CheckReport,
         )
     if report.empty:
         report.errors.append(f"{len(report.empty)} media files are empty (0 bytes): re-copy them")
+
+
+def _readable(path: Path) -> bool:
+    """Container header opens and has a stream (no decoding)."""
+    from pipeline.decode import probe
+
+    try:
+        info = probe(str(path))
+    except Exception:  # noqa: BLE001 - any failure means unreadable
+        return False
+    return info.has_audio or info.has_video
+
+
+def extra_files(folder: Path, pattern: str, known: set[str]) -> list[str]:
+    """Files in a media folder that the recipe did not take (wrong name, stray copies)."""
+    if not folder.exists():
+        return []
+    return sorted(str(p) for p in folder.glob(pattern) if p.stem not in known and not p.name.startswith("."))
 
 
 def compare(report: CheckReport, name: str, found: object, expected: object) -> None:

@@ -67,6 +67,15 @@ class CremaD(DatasetAdapter):
         df["low_resource_rank"] = protocols.low_resource_rank(df, "emotion").values
         return df
 
+    def extra_checks(self, manifest: pd.DataFrame, report) -> None:  # noqa: ANN001
+        from pipeline.datasets.checks import extra_files
+
+        root, known = Path(report.root), set(manifest["clip_id"])
+        report.extra = extra_files(root / "VideoFlash", "*", known) + extra_files(root / "AudioWAV", "*", known)
+        missing_video = int((~manifest["has_video"]).sum())
+        if missing_video:
+            report.warnings.append(f"{missing_video} clips have a wav but no VideoFlash .flv (audio-only rows)")
+
 
 def _join_votes(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Perceived labels; ties stay colon-joined ("A:D") with their colon-joined levels."""
