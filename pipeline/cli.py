@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from extractors import registry
-from pipeline import manifest
+from pipeline import cli_train, manifest
 from pipeline.align import AlignConfig
 from pipeline.config import DEFAULT_EXTRACTORS, ExtractConfig, parse_extractors
 from pipeline.errors import ConfigError, StoreLockedError
@@ -237,6 +237,11 @@ def demo(
               "  read it without this package: docs/store.md")
     if report.counts["failed"] or report.task_errors:
         raise typer.Exit(1)
+
+
+app.command("pretrain")(cli_train.pretrain)
+app.command("train")(cli_train.train)
+app.command("evaluate")(cli_train.evaluate)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,74 @@
+"""Model factory and the one place that knows how each model takes a batch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from train.config import TrainConfig
+from train.data import Batch
+from train.models.gru import EF_BASE, EFGRU, LF_BASE, LFGRU, PROBE, GRUProbe
+from train.models.jmt import JMT, JMTConfig
+from train.models.mater import MATER, MATERConfig
+from train.models.mult import BASE, LARGE, MulT, MulTConfig
+from train.models.tfn import TFN, TFNConfig
+
+SMALL_MULT = MulTConfig(d=32, heads=4, layers=2)
+
+
+def _cfg(base, options: dict):  # noqa: ANN001, ANN202 - a frozen dataclass
+    fields = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ValueError(f"{type(base).__name__} has no option(s) {unknown}; options: {sorted(fields)}")
+    return dataclasses.replace(base, **options)
+
+
+def build(cfg: TrainConfig, dims: dict[str, int], n_out: int) -> nn.Module:
+    a, v, o = dims.get("audio", 0), dims.get("visual", 0), cfg.options
+    if cfg.model == "mult":
+        base = {"base": BASE, "large": LARGE, "small": SMALL_MULT}[cfg.size]
+        return MulT(a, v, _cfg(base, o), n_out=n_out)
+    if cfg.model == "tfn":
+        return TFN(a, v, n_out, _cfg(TFNConfig(), o))
+    if cfg.model == "ef_gru":
+        return EFGRU(a, v, n_out, _cfg(EF_BASE, o))
+    if cfg.model == "lf_gru":
+        return LFGRU(a, v, n_out, _cfg(LF_BASE, o))
+    if cfg.model == "gru_probe":
+        return GRUProbe(dims[cfg.probe_modality], n_out, _cfg(PROBE, o))
+    if cfg.model == "jmt":
+        return JMT(a, v, _cfg(JMTConfig(targets=n_out), o))
+    if cfg.model == "mater":
+        return MATER(a, v, n_out, _cfg(MATERConfig(), o))
+    raise ValueError(f"{cfg.model} is not a neural model")
+
+
+def _pool(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    w = m.float()[..., None]
+    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def forward(model: nn.Module, cfg: TrainConfig, b: Batch, device: torch.device,
+            fused: bool = False) -> torch.Tensor:
+    """Predictions [B, n_out] (clip level) or [B, T, n_out] (frame level); ``fused`` gives the
+    fused representation instead (for the PCA plot)."""
+    xa, xv = b.x.get("audio"), b.x.get("visual")
+    ma, mv = b.mask.get("audio"), b.mask.get("visual")
+    xa, xv, ma, mv = (t.to(device) if t is not None else None for t in (xa, xv, ma, mv))
+    if cfg.model == "mult":
+        h = model(xa, xv)
+        joint = ma | mv
+        return model.fused(h, joint) if fused else model.classify(h, joint)
+    if cfg.model == "tfn":
+        pa, pv = _pool(xa, ma), _pool(xv, mv)
+        return model.fused(pa, pv) if fused else model(pa, pv)
+    if cfg.model == "gru_probe":
+        x, m = (xa, ma) if cfg.probe_modality == "audio" else (xv, mv)
+        return model.rnn(x, m) if fused else model(x, m)
+    if fused:
+        out = model.fused(xa, xv, ma, mv)
+        return out.mean(1) if out.dim() == 3 else out
+    return model(xa, xv, ma, mv)

@@ -1,0 +1,83 @@
+"""The typed training configuration (YAML or CLI), resolved and saved with every run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODELS = ("mult", "tfn", "ef_gru", "lf_gru", "gru_probe", "jmt", "mater", "svm", "xgboost", "mlp")
+CLASSICAL = ("svm", "xgboost", "mlp")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    store: str
+    out: str = "runs/run"
+    model: str = "mult"
+    audio: str = "egemaps"  # extractor feeding the audio modality
+    visual: str = "face_hog"  # extractor feeding the visual modality
+    view: str = "5hz"
+    label: str | None = "label"
+    task: str = "classification"  # classification | regression | frame_regression
+    frame_targets: str | None = None  # e.g. affwild2_va, for frame_regression
+    protocol: str = "split"  # manifest column: train/validation/test values, or fold numbers
+    folds: tuple[int, ...] = ()  # which folds to run (empty: all)
+    low_resource: tuple[int, ...] = (100,)  # % of the training labels, one run each
+    window: int = 50
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup: float = 0.1
+    grad_clip: float = 1.0
+    loss: str = ""  # "" = ce (classification) / ccc (regression)
+    seed: int = 0
+    device: str = "auto"
+    size: str = "base"  # MulT: base | large | small
+    options: dict[str, Any] = field(default_factory=dict)  # model config overrides
+    pretrained: str | None = None  # pretraining checkpoint for MulT fine-tuning
+    compare_scratch: bool = False  # also train from scratch (low-resource curve: pretrained vs scratch)
+    fusion: str = "concat"  # classical models: concat | sum | product | late
+    probe_modality: str = "audio"  # gru_probe
+    stop_after: int | None = None  # stop after this many epochs (resume continues)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {MODELS}")
+        if self.task not in ("classification", "regression", "frame_regression"):
+            raise ValueError(f"task must be classification, regression or frame_regression, not {self.task!r}")
+        if self.task == "frame_regression" and not self.frame_targets:
+            raise ValueError("task frame_regression needs frame_targets (e.g. affwild2_va)")
+        if self.fusion not in ("concat", "sum", "product", "late"):
+            raise ValueError(f"fusion must be concat, sum, product or late, not {self.fusion!r}")
+        if any(not 0 < n <= 100 for n in self.low_resource):
+            raise ValueError("low_resource percentages must be in (0, 100]")
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss or ("ce" if self.task == "classification" else "ccc")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load(path: str | None, **overrides: Any) -> TrainConfig:
+    """YAML file (optional) + non-None overrides, validated."""
+    raw: dict[str, Any] = {}
+    if path:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+    for key in ("folds", "low_resource"):
+        if key in raw and not isinstance(raw[key], tuple):
+            raw[key] = tuple(raw[key]) if isinstance(raw[key], list) else (raw[key],)
+    return TrainConfig(**raw)

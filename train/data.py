@@ -1,0 +1,169 @@
+"""Training data straight from a feature store: aligned sequences per modality, labels, protocols.
+
+Reads are chunk-aware and lazy: a part (the arrays one extraction task wrote) is read once, whole,
+and kept in a bounded LRU cache, so a batch costs numpy slicing, not one file open per sample, and
+the store is never loaded whole. One sample is a fixed-length window (default 50 frames = 10 s at
+5 Hz) of a clip, zero-padded with a validity mask; clip-level tasks use a clip's first window,
+frame-level targets (Aff-Wild2) use every window.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from stores.feature_store import FeatureStore
+
+
+class PartCache:
+    """Whole parts of one extractor's aligned view, least recently used evicted past ``max_bytes``."""
+
+    def __init__(self, store: FeatureStore, max_bytes: int = 2 << 30) -> None:
+        self.store, self.max_bytes, self.nbytes = store, max_bytes, 0
+        self.parts: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def get(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        if part in self.parts:
+            self.parts.move_to_end(part)
+            return self.parts[part]
+        values = self.store._array(f"{part}/values")[:].astype(np.float32, copy=False)
+        mask = self.store._array(f"{part}/mask")[:]
+        self.parts[part] = (values, mask)
+        self.nbytes += values.nbytes + mask.nbytes
+        while self.nbytes > self.max_bytes and len(self.parts) > 1:
+            _, (v, m) = self.parts.popitem(last=False)
+            self.nbytes -= v.nbytes + m.nbytes
+        return values, mask
+
+
+@dataclass
+class Batch:
+    x: dict[str, torch.Tensor]  # modality -> [B, W, D]
+    mask: dict[str, torch.Tensor]  # modality -> [B, W] bool
+    y: torch.Tensor | None  # [B] (class / value) or [B, W] or [B, W, K] (frame targets)
+    y_mask: torch.Tensor | None  # [B, W] for frame targets
+    index: torch.Tensor  # sample indices
+
+
+class StoreData:
+    """Samples of the clips that have every requested extractor in the aligned view."""
+
+    def __init__(self, store: str, modalities: dict[str, str], view: str = "5hz", label: str | None = None,
+                 task: str = "classification", window: int = 50, frame_targets: str | None = None,
+                 classes: list[str] | None = None, all_windows: bool = False) -> None:
+        self.store = FeatureStore(store)
+        self.modalities, self.window, self.task, self.label = modalities, window, task, label
+        self.frame_targets, self.all_windows = frame_targets, all_windows
+        self.norm: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        live = self.store.index()
+        ok = live[(live["stage"] == "aligned") & (live["view"] == view) & (live["status"] == "ok")]
+        exts = list(modalities.values()) + ([frame_targets] if frame_targets else [])
+        missing = [e for e in exts if e not in set(ok["extractor"])]
+        if missing:
+            raise ValueError(f"store {store} has no aligned {view} features for {missing}; "
+                             f"run `pipeline extract ... --extractors {','.join(missing)} --rate {view[:-2]}`")
+        rows = {e: ok[ok["extractor"] == e].set_index("clip_id") for e in exts}
+        clips = sorted(set.intersection(*[set(r.index) for r in rows.values()]))
+        manifest = self.store.manifest().set_index("clip_id")
+        self.meta = manifest.loc[[c for c in clips if c in manifest.index]].copy()
+        if label is not None:
+            if label not in self.meta.columns:
+                raise ValueError(f"label column {label!r} not in the manifest; columns: {list(self.meta.columns)}")
+            self.meta = self.meta[self.meta[label].notna() & (self.meta[label].astype(str) != "")]
+        self.clips = list(self.meta.index)
+        self.rows = {e: r.loc[self.clips, ["part", "offset", "length", "dim"]] for e, r in rows.items()}
+        self.dims = {m: int(self.rows[e]["dim"].iloc[0]) for m, e in modalities.items()} if self.clips else {}
+        self.caches = {e: PartCache(self.store) for e in exts}
+        self.dims_targets, self.target_names = 0, []
+        if frame_targets and self.clips:
+            self.dims_targets = int(self.rows[frame_targets]["dim"].iloc[0])
+            self.target_names = list(self.store.group_attrs("aligned", view, frame_targets).get(
+                "feature_names", [f"target_{i}" for i in range(self.dims_targets)]))
+        if label is not None and task == "classification":
+            self.classes = classes or sorted(self.meta[label].astype(str).unique())
+            self.targets = self.meta[label].astype(str).map({c: i for i, c in enumerate(self.classes)}).to_numpy()
+        elif label is not None:
+            self.classes, self.targets = [], self.meta[label].astype(float).to_numpy()
+        else:
+            self.classes, self.targets = [], None
+        self.samples = self._samples()
+
+    def _samples(self) -> np.ndarray:
+        """(clip index, window start) pairs: one per clip, or every window for frame-level targets."""
+        out = []
+        lengths = self.rows[next(iter(self.rows))]["length"].to_numpy()
+        for i, n in enumerate(lengths):
+            starts = range(0, max(1, int(n)), self.window) if self.frame_targets or self.all_windows else [0]
+            out += [(i, s) for s in starts]
+        return np.array(out, dtype=np.int64).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def clip_of(self, sample: np.ndarray) -> np.ndarray:
+        return self.samples[sample, 0]
+
+    def _window(self, ext: str, clips: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.rows[ext]
+        dim = int(rows["dim"].iloc[0])
+        out = np.zeros((len(clips), self.window, dim), np.float32)
+        mask = np.zeros((len(clips), self.window), bool)
+        parts, offsets, lengths = rows["part"].to_numpy(), rows["offset"].to_numpy(), rows["length"].to_numpy()
+        for b, (c, s) in enumerate(zip(clips, starts)):
+            values, m = self.caches[ext].get(parts[c])
+            lo = int(offsets[c]) + int(s)
+            n = max(0, min(self.window, int(lengths[c]) - int(s)))
+            out[b, :n] = values[lo : lo + n]
+            mask[b, :n] = m[lo : lo + n]
+        return out, mask
+
+    def batch(self, index: np.ndarray) -> Batch:
+        index = np.asarray(index)
+        clips, starts = self.samples[index, 0], self.samples[index, 1]
+        x, mask = {}, {}
+        for mod, ext in self.modalities.items():
+            v, m = self._window(ext, clips, starts)
+            if mod in self.norm:
+                mean, std = self.norm[mod]
+                v = np.where(m[..., None], (v - mean) / std, 0.0).astype(np.float32)
+            x[mod], mask[mod] = torch.from_numpy(v), torch.from_numpy(m)
+        y = y_mask = None
+        if self.frame_targets:
+            v, m = self._window(self.frame_targets, clips, starts)
+            y, y_mask = torch.from_numpy(v), torch.from_numpy(m)
+        elif self.targets is not None:
+            t = self.targets[clips]
+            y = torch.from_numpy(t.astype(np.int64 if self.task == "classification" else np.float32))
+        return Batch(x, mask, y, y_mask, torch.from_numpy(index))
+
+    def fit_norm(self, clips: np.ndarray) -> None:
+        """Per-feature standardisation from the valid frames of the training clips only."""
+        for mod, ext in self.modalities.items():
+            rows = self.rows[ext].iloc[np.asarray(clips)]
+            total, sq, n = 0.0, 0.0, 0
+            for part, off, length in zip(rows["part"], rows["offset"], rows["length"]):
+                values, m = self.caches[ext].get(part)
+                seg = values[int(off) : int(off) + int(length)][m[int(off) : int(off) + int(length)]].astype(np.float64)
+                total, sq, n = total + seg.sum(0), sq + (seg**2).sum(0), n + len(seg)
+            if n:
+                mean = total / n
+                std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
+                self.norm[mod] = (mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32))
+
+    def pooled(self, modality: str) -> np.ndarray:
+        """Clip-level vectors: the mean of each clip's valid aligned frames (TFN, classical models)."""
+        ext = self.modalities[modality]
+        rows = self.rows[ext]
+        out = np.zeros((len(self.clips), int(rows["dim"].iloc[0])), np.float32)
+        for i, (part, off, n) in enumerate(zip(rows["part"], rows["offset"], rows["length"])):
+            values, m = self.caches[ext].get(part)
+            seg, sm = values[int(off) : int(off) + int(n)], m[int(off) : int(off) + int(n)]
+            out[i] = seg[sm].mean(axis=0) if sm.any() else 0.0
+        return out
+
+    def column(self, name: str) -> pd.Series:
+        return self.meta[name]

@@ -1,0 +1,45 @@
+"""`pipeline evaluate`: rebuild a run's models from its saved config and best checkpoints, and score
+them on the test partitions again (optionally on another store with the same features)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train.build import build
+from train.config import CLASSICAL, TrainConfig
+from train.partitions import low_resource, partitions
+from train.trainer import _samples, _strip, device_for, evaluate, load_data
+
+
+def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
+    cfg_path = Path(run_dir) / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    raw = json.loads(cfg_path.read_text())
+    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    cfg = TrainConfig(**raw)
+    if store:
+        cfg = dataclasses.replace(cfg, store=store)
+    if cfg.model in CLASSICAL:
+        raise ValueError("classical models keep no checkpoint; run `pipeline train` again")
+    data = load_data(cfg)
+    device = device_for(cfg.device)
+    out: dict = {}
+    for fold, parts in partitions(data.meta, cfg.protocol, cfg.folds):
+        for best in sorted((Path(run_dir) / fold).glob("*/best.pt")):
+            variant = best.parent.name
+            percent = int(variant.rsplit("_", 1)[1].removesuffix("pct"))
+            data.norm = {}
+            data.fit_norm(low_resource(data.meta, parts["train"], percent, cfg.label, cfg.seed))
+            n_out = len(data.classes) if cfg.task == "classification" else (
+                data.dims_targets if cfg.task == "frame_regression" else 1)
+            model = build(cfg, data.dims, n_out).to(device)
+            model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
+            res = evaluate(model, cfg, data, _samples(data, np.asarray(parts["test"])), device)
+            out.setdefault(fold, {})[variant] = _strip(res)
+    return out

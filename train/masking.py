@@ -1,0 +1,61 @@
+"""Masked-frame pretraining masks (Tran & Soleymani): spans of 3 frames covering 15 % of the valid
+frames; of the selected frames 80 % are zeroed, 10 % replaced by a random frame, 10 % kept. Audio and
+video share the positions. Training draws masks dynamically; validation uses static masks, fixed per
+sample index, identical in every epoch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+ZERO, RANDOM, KEEP = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    rate: float = 0.15
+    span: int = 3
+    p_zero: float = 0.8
+    p_random: float = 0.1
+
+
+def draw(valid: np.ndarray, cfg: MaskConfig, rng: np.random.Generator) -> np.ndarray:
+    """[B, T] int8: 0 = not selected, else ZERO / RANDOM / KEEP. Spans never overlap or cross padding."""
+    out = np.zeros(valid.shape, np.int8)
+    for b, row in enumerate(valid):
+        n = int(row.sum())
+        expected = cfg.rate * n / cfg.span
+        k = int(expected) + int(rng.random() < expected - int(expected))  # exact rate in expectation
+        k = min(k, n // cfg.span)
+        if k == 0:
+            continue
+        free = n - cfg.span * k  # stars and bars: uniform non-overlapping span positions
+        offsets = np.sort(rng.choice(free + k, size=k, replace=False))
+        starts = offsets - np.arange(k) + np.arange(k) * cfg.span
+        positions = np.flatnonzero(row)
+        for s in starts:
+            idx = positions[s : s + cfg.span]
+            u = rng.random(len(idx))
+            out[b, idx] = np.where(u < cfg.p_zero, ZERO, np.where(u < cfg.p_zero + cfg.p_random, RANDOM, KEEP))
+    return out
+
+
+def static(valid: np.ndarray, index: np.ndarray, cfg: MaskConfig, seed: int) -> np.ndarray:
+    """Validation masks: a function of (seed, sample index) only, hence the same in every epoch."""
+    return np.concatenate([draw(valid[i : i + 1], cfg, np.random.default_rng([seed, int(j)]))
+                           for i, j in enumerate(index)]) if len(index) else np.zeros(valid.shape, np.int8)
+
+
+def apply(x: torch.Tensor, marks: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Corrupt x [B, T, D] where marked; RANDOM frames come from another sample of the batch."""
+    out = x.clone()
+    out[marks == ZERO] = 0.0
+    rb, rt = torch.nonzero(marks == RANDOM, as_tuple=True)
+    if len(rb):
+        b = x.shape[0]
+        src_b = torch.from_numpy((rb.numpy() + rng.integers(1, max(2, b), size=len(rb))) % max(1, b))
+        src_t = torch.from_numpy(rng.integers(0, x.shape[1], size=len(rb)))
+        out[rb, rt] = x[src_b, src_t]
+    return out

@@ -1,0 +1,87 @@
+"""MATER (Ghaleb, Niehues, Asteriadis): one 6-layer transformer encoder per modality over window
+embeddings with sinusoidal positions, mean pooling, two FC layers per modality, predictions averaged.
+``positions=False`` / ``attention=False`` give the paper's ablations (attention off = FFN-only layers).
+Heads / FFN / dropout are not in the paper: Vaswani's defaults (8 heads, 2048) are used."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MATERConfig:
+    d: int = 512
+    layers: int = 6
+    heads: int = 8
+    ffn: int = 2048
+    dropout: float = 0.1
+    positions: bool = True
+    attention: bool = True
+    hidden: int = 128
+
+
+def vaswani_pe(t: int, d: int) -> torch.Tensor:
+    pos = torch.arange(t, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    pe = torch.zeros(t, d)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
+    return pe
+
+
+class _FFNLayer(nn.Module):
+    """An encoder layer without self-attention (ablation)."""
+
+    def __init__(self, d: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.ff = nn.Sequential(nn.Linear(d, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, d))
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.norm(x + self.ff(x))
+
+
+class Branch(nn.Module):
+    def __init__(self, d_in: int, n_out: int, cfg: MATERConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.inp = nn.Linear(d_in, cfg.d) if d_in != cfg.d else nn.Identity()
+        if cfg.attention:
+            self.layers = nn.ModuleList(nn.TransformerEncoderLayer(cfg.d, cfg.heads, cfg.ffn, cfg.dropout,
+                                                                   batch_first=True) for _ in range(cfg.layers))
+        else:
+            self.layers = nn.ModuleList(_FFNLayer(cfg.d, cfg.ffn, cfg.dropout) for _ in range(cfg.layers))
+        self.head = nn.Sequential(nn.Linear(cfg.d, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, n_out))
+
+    def pooled(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.inp(nn.functional.normalize(x, dim=-1))
+        if self.cfg.positions:
+            h = h + vaswani_pe(h.shape[1], h.shape[2]).to(h)
+        pad = ~mask
+        for layer in self.layers:
+            h = layer(h, src_key_padding_mask=pad)
+        m = mask.float()[..., None]
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(x, mask))
+
+
+class MATER(nn.Module):
+    def __init__(self, audio_dim: int, visual_dim: int, n_out: int, cfg: MATERConfig = MATERConfig()) -> None:
+        super().__init__()
+        self.audio, self.visual = Branch(audio_dim, n_out, cfg), Branch(visual_dim, n_out, cfg)
+
+    def per_modality(self, audio, visual, mask_a, mask_v) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        return self.audio(audio, mask_a), self.visual(visual, mask_v)
+
+    def fused(self, audio, visual, mask_a, mask_v) -> torch.Tensor:  # noqa: ANN001
+        return torch.cat([self.audio.pooled(audio, mask_a), self.visual.pooled(visual, mask_v)], 1)
+
+    def forward(self, audio, visual, mask_a, mask_v) -> torch.Tensor:  # noqa: ANN001
+        a, v = self.per_modality(audio, visual, mask_a, mask_v)
+        return (a.softmax(-1) + v.softmax(-1)).div(2).clamp_min(1e-8).log()  # averaged predictions, as log-probs

@@ -1,0 +1,48 @@
+"""Train/validation/test index sets from a protocol column of the manifest, plus low-resource subsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline import protocols
+
+
+def partitions(meta: pd.DataFrame, column: str, folds: tuple[int, ...] = ()) -> list[tuple[str, dict]]:
+    """[(name, {"train": idx, "validation": idx, "test": idx})] over clip positions in ``meta``.
+
+    A split column (train/validation/test) gives one partition; a fold column gives one per fold k
+    (test = k, validation = k+1 mod K, train = the rest), so groups stay disjoint like the folds.
+    """
+    if column not in meta.columns:
+        raise ValueError(f"protocol column {column!r} not in the manifest; columns: {list(meta.columns)}")
+    values = meta[column]
+    if values.astype(str).isin(["train", "validation", "test"]).any():
+        v = values.astype(str).to_numpy()
+        parts = {p: np.flatnonzero(v == p) for p in ("train", "validation", "test")}
+        if not len(parts["train"]) or not len(parts["test"]):
+            raise ValueError(f"protocol {column!r} has no train or no test clips among the loaded clips")
+        if not len(parts["validation"]):
+            parts["validation"] = parts["test"]
+        return [("split", parts)]
+    f = values.astype(int).to_numpy()
+    ks = sorted(set(f))
+    out = []
+    for i, k in enumerate(ks):
+        if folds and k not in folds:
+            continue
+        val = ks[(i + 1) % len(ks)]
+        out.append((f"fold_{k}", {"train": np.flatnonzero((f != k) & (f != val)),
+                                  "validation": np.flatnonzero(f == val), "test": np.flatnonzero(f == k)}))
+    return out
+
+
+def low_resource(meta: pd.DataFrame, train: np.ndarray, percent: int, stratify: str | None, seed: int) -> np.ndarray:
+    """The nested, stratified N % of the training clips (the recipe's rank column, else a seeded one)."""
+    if percent >= 100:
+        return train
+    sub = meta.iloc[train]
+    rank = sub["low_resource_rank"] if "low_resource_rank" in sub.columns else protocols.low_resource_rank(
+        sub, stratify if stratify in sub.columns else None, seed)
+    keep = train[np.asarray(rank) < percent / 100.0]
+    return keep if len(keep) else train[:1]

@@ -1,0 +1,235 @@
+"""`pipeline train`: read it top to bottom.
+
+data from the store -> partitions of the protocol -> for each fold and low-resource N %: build the
+model, train with Adam and a linear warm-up schedule, keep the best validation state, checkpoint the
+full state every epoch (resume continues bit-for-bit on CPU), evaluate on test -> metrics.json and
+plots in the run directory. Classical models (SVM/XGBoost/MLP) go through train/classical.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train import classical, metrics, plots
+from train.build import build, forward
+from train.config import CLASSICAL, TrainConfig
+from train.data import StoreData
+from train.losses import loss_fn
+from train.partitions import low_resource, partitions
+
+
+def device_for(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def linear_warmup(opt: torch.optim.Optimizer, total: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup`` of the steps, then linear decay to 0 (BERT's warmup_linear)."""
+    warm = max(1, int(warmup * total))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+
+
+def load_data(cfg: TrainConfig) -> StoreData:
+    mods = {"audio": cfg.audio, "visual": cfg.visual}
+    if cfg.model == "gru_probe":
+        mods = {cfg.probe_modality: mods[cfg.probe_modality]}
+    return StoreData(cfg.store, mods, cfg.view, None if cfg.task == "frame_regression" else cfg.label,
+                     "classification" if cfg.task == "classification" else "regression", cfg.window,
+                     cfg.frame_targets)
+
+
+def run(cfg: TrainConfig, log=print) -> dict:  # noqa: ANN001 - log: a print-like callable
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
+    data = load_data(cfg)
+    (out / "provenance.json").write_text(json.dumps(_provenance(data, cfg), indent=1, default=str))
+    results: dict = {"folds": {}, "config": cfg.to_dict()}
+    variants = [("pretrained" if cfg.pretrained else "model", cfg.pretrained)]
+    if cfg.compare_scratch and cfg.pretrained:
+        variants.append(("scratch", None))
+    for fold, parts in partitions(data.meta, cfg.protocol, cfg.folds):
+        for percent in cfg.low_resource:
+            train_idx = low_resource(data.meta, parts["train"], percent, cfg.label, cfg.seed)
+            for variant, pretrained in variants:
+                name = f"{fold}/{variant}_{percent}pct"
+                log(f"[{name}] train {len(train_idx)} clips, validation {len(parts['validation'])}, "
+                    f"test {len(parts['test'])}")
+                run_dir = out / fold / f"{variant}_{percent}pct"
+                if cfg.model in CLASSICAL:
+                    res = classical.run(cfg, data, train_idx, parts["test"])
+                else:
+                    res = train_one(cfg, data, train_idx, parts["validation"], parts["test"], run_dir,
+                                    pretrained, log)
+                results["folds"].setdefault(fold, {})[f"{variant}_{percent}pct"] = res
+                plots.run_plots(res, run_dir, data)
+    results["summary"] = summarise(results["folds"])
+    (out / "metrics.json").write_text(json.dumps(_strip(results), indent=1, default=str))
+    plots.low_resource_curve(results["summary"], out / "low_resource.png")
+    return results
+
+
+def _samples(data: StoreData, clips: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.isin(data.samples[:, 0], clips))
+
+
+def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_clips: np.ndarray,
+              test_clips: np.ndarray, run_dir: Path, pretrained: str | None, log=print) -> dict:  # noqa: ANN001
+    seed_everything(cfg.seed)
+    device = device_for(cfg.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    n_out = len(data.classes) if cfg.task == "classification" else (
+        data.dims_targets if cfg.task == "frame_regression" else 1)
+    data.fit_norm(train_clips)
+    model = build(cfg, data.dims, n_out).to(device)
+    if pretrained:
+        state = torch.load(pretrained, map_location="cpu", weights_only=True)["model"]
+        own = model.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(usable, strict=False)
+        log(f"  loaded {len(usable)}/{len(own)} tensors from {pretrained}")
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"  {cfg.model}: {n_params:,} parameters")
+    train_s, val_s, test_s = (_samples(data, c) for c in (train_clips, val_clips, test_clips))
+    steps_per_epoch = max(1, math.ceil(len(train_s) / cfg.batch_size))
+    total = steps_per_epoch * cfg.epochs
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = linear_warmup(opt, total, cfg.warmup)
+    criterion = loss_fn(cfg.loss_name)
+    amp = device.type == "cuda"
+    state = {"epoch": 0, "best": -math.inf, "history": [], "best_model": None}
+    ckpt = run_dir / "checkpoint.pt"
+    if ckpt.exists():  # resume: the full state, so the rest of the run is what it would have been
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+        state = {k: saved[k] for k in ("epoch", "best", "history", "best_model")}
+        log(f"  resumed at epoch {state['epoch']}")
+    stop = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, state["epoch"] + cfg.stop_after)
+    while state["epoch"] < stop:
+        epoch = state["epoch"]
+        model.train()
+        order = train_s[np.random.default_rng([cfg.seed, epoch]).permutation(len(train_s))]
+        t0, losses = time.perf_counter(), []
+        for i in range(0, len(order), cfg.batch_size):
+            b = data.batch(order[i : i + cfg.batch_size])
+            with torch.autocast(device.type, enabled=amp):
+                pred = forward(model, cfg, b, device)
+                loss = criterion(pred.float(), b.y.to(device), None if b.y_mask is None else b.y_mask.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(float(loss))
+        val = evaluate(model, cfg, data, val_s, device)
+        score = _score(val, cfg)
+        state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score,
+                                 "seconds": time.perf_counter() - t0})
+        if score > state["best"]:
+            state["best"], state["best_model"] = score, {k: v.detach().cpu().clone()
+                                                         for k, v in model.state_dict().items()}
+        state["epoch"] = epoch + 1
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "rng": torch.get_rng_state(), **state}, ckpt)
+        log(f"  epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses):.4f} val {score:.4f}")
+    if state["best_model"] is not None:
+        model.load_state_dict(state["best_model"])
+    torch.save({"model": model.state_dict()}, run_dir / "best.pt")
+    result = evaluate(model, cfg, data, test_s, device, with_fused=True)
+    result["history"], result["parameters"], result["complete"] = state["history"], n_params, state[
+        "epoch"] >= cfg.epochs
+    return result
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, cfg: TrainConfig, data: StoreData, samples: np.ndarray,
+             device: torch.device, with_fused: bool = False) -> dict:
+    model.eval()
+    preds, ys, masks, fused, per_mod = [], [], [], [], []
+    for i in range(0, len(samples), 256):
+        b = data.batch(samples[i : i + 256])
+        p = forward(model, cfg, b, device).float().cpu()
+        preds.append(p)
+        ys.append(b.y)
+        if b.y_mask is not None:
+            masks.append(b.y_mask)
+        if with_fused:
+            fused.append(forward(model, cfg, b, device, fused=True).float().cpu())
+        if cfg.model == "mater" and cfg.task == "classification":
+            xa, xv = b.x["audio"].to(device), b.x["visual"].to(device)
+            a, v = model.per_modality(xa, xv, b.mask["audio"].to(device), b.mask["visual"].to(device))
+            per_mod.append(torch.stack([a.argmax(-1), v.argmax(-1)], 1).cpu())
+    if not preds:
+        return {"score": float("nan")}
+    pred, y = torch.cat(preds), torch.cat(ys)
+    if cfg.task == "classification":
+        out = metrics.classification(y.numpy(), pred.argmax(-1).numpy(), data.classes)
+        if per_mod:
+            pm = torch.cat(per_mod).numpy()
+            out["per_modality_accuracy"] = {"audio": float((pm[:, 0] == y.numpy()).mean()),
+                                            "visual": float((pm[:, 1] == y.numpy()).mean())}
+    elif cfg.task == "regression":
+        out = metrics.regression(pred.reshape(-1).numpy(), y.numpy(), [cfg.label or "target"])
+    else:
+        m = torch.cat(masks).reshape(-1)
+        out = metrics.regression(pred.reshape(-1, pred.shape[-1])[m].numpy(),
+                                 y.reshape(-1, y.shape[-1])[m].numpy(), data.target_names)
+    if with_fused:
+        out["_fused"] = torch.cat(fused).numpy()
+        out["_labels"] = y.numpy() if cfg.task == "classification" else None
+    return out
+
+
+def _score(res: dict, cfg: TrainConfig) -> float:
+    if cfg.task == "classification":
+        return res.get("unweighted_accuracy", float("nan"))
+    return res.get("mean_ccc", float("nan")) if cfg.task == "frame_regression" else res.get(
+        cfg.label or "target", {}).get("ccc", float("nan"))
+
+
+def summarise(folds: dict) -> dict:
+    """mean +- std over folds, per run variant, of the headline metrics."""
+    keys = ("accuracy", "unweighted_accuracy", "macro_f1", "mean_ccc")
+    out: dict = {}
+    variants = sorted({v for f in folds.values() for v in f})
+    for v in variants:
+        for k in keys:
+            vals = [f[v][k] for f in folds.values() if v in f and k in f[v]]
+            if vals:
+                out.setdefault(v, {})[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+    return out
+
+
+def _strip(obj):  # noqa: ANN001, ANN202 - drop arrays kept for plotting
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if not str(k).startswith("_")}
+    return obj
+
+
+def _provenance(data: StoreData, cfg: TrainConfig) -> dict:
+    out = {"store": cfg.store, "view": cfg.view, "clips": len(data.clips), "samples": len(data)}
+    for mod, ext in data.modalities.items():
+        try:
+            out[mod] = data.store.group_attrs("aligned", cfg.view, ext)
+        except Exception:  # noqa: BLE001 - provenance is best effort
+            out[mod] = {"name": ext}
+    return out
