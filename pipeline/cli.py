@@ -216,8 +216,9 @@ def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--dir", help="where the corpus and the store go"),
     seed: int = typer.Option(0, help="corpus seed"),
     cluster: Path | None = typer.Option(None, help="dask_cluster.yaml (default: LocalCluster)"),
+    train: bool = typer.Option(True, help="then pretrain, fine-tune and compare models on the store"),
 ) -> None:
-    """Generate the synthetic corpus, extract every offline extractor into a store, show its status."""
+    """Generate the synthetic corpus, extract every offline extractor, then train the papers' models on it."""
     from pipeline.datasets.demo import generate
     from pipeline.graph import extract as run_extract
 
@@ -230,11 +231,19 @@ def demo(
     report = run_extract(cfg, err)
     _print_report(report)
     status(str(store))
+    if train:
+        from train.demo import demo_training, table
+
+        rows = demo_training(str(store), out_dir / "runs", log=err.print)
+        md = table(rows)
+        (out_dir / "results.md").write_text(md + "\n")
+        out.print("\n" + md)
     out.print(f"\nThe store is at [bold]{store}[/bold]. Next:\n"
               f"  pipeline verify {store}\n"
               f"  pipeline extract --dataset demo --root {corpus} --store {store} --rate 10   "
               "(re-aligns from stored features, no decoding)\n"
-              "  read it without this package: docs/store.md")
+              "  read it without this package: docs/store.md\n"
+              f"  pipeline train --store {store} --model mult --size small --out runs/mine")
     if report.counts["failed"] or report.task_errors:
         raise typer.Exit(1)
 

@@ -38,7 +38,7 @@ def build(cfg: TrainConfig, dims: dict[str, int], n_out: int) -> nn.Module:
     if cfg.model == "lf_gru":
         return LFGRU(a, v, n_out, _cfg(LF_BASE, o))
     if cfg.model == "gru_probe":
-        return GRUProbe(dims[cfg.probe_modality], n_out, _cfg(PROBE, o))
+        return GRUProbe(dims[cfg.only or "audio"], n_out, _cfg(PROBE, o))
     if cfg.model == "jmt":
         return JMT(a, v, _cfg(JMTConfig(targets=n_out), o))
     if cfg.model == "mater":
@@ -66,7 +66,7 @@ def forward(model: nn.Module, cfg: TrainConfig, b: Batch, device: torch.device,
         pa, pv = _pool(xa, ma), _pool(xv, mv)
         return model.fused(pa, pv) if fused else model(pa, pv)
     if cfg.model == "gru_probe":
-        x, m = (xa, ma) if cfg.probe_modality == "audio" else (xv, mv)
+        x, m = (xa, ma) if (cfg.only or "audio") == "audio" else (xv, mv)
         return model.rnn(x, m) if fused else model(x, m)
     if fused:
         out = model.fused(xa, xv, ma, mv)

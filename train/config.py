@@ -42,10 +42,12 @@ class TrainConfig:
     pretrained: str | None = None  # pretraining checkpoint for MulT fine-tuning
     compare_scratch: bool = False  # also train from scratch (low-resource curve: pretrained vs scratch)
     fusion: str = "concat"  # classical models: concat | sum | product | late
-    probe_modality: str = "audio"  # gru_probe
+    only: str | None = None  # one modality: gru_probe (default audio) and single-modality classical baselines
     stop_after: int | None = None  # stop after this many epochs (resume continues)
 
     def __post_init__(self) -> None:
+        if self.only and self.model not in (*CLASSICAL, "gru_probe"):
+            raise ValueError(f"only={self.only!r} is for gru_probe and the classical models, not {self.model}")
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; choose from {MODELS}")
         if self.task not in ("classification", "regression", "frame_regression"):
@@ -54,6 +56,8 @@ class TrainConfig:
             raise ValueError("task frame_regression needs frame_targets (e.g. affwild2_va)")
         if self.fusion not in ("concat", "sum", "product", "late"):
             raise ValueError(f"fusion must be concat, sum, product or late, not {self.fusion!r}")
+        if self.only not in (None, "audio", "visual"):
+            raise ValueError(f"only must be audio or visual, not {self.only!r}")
         if any(not 0 < n <= 100 for n in self.low_resource):
             raise ValueError("low_resource percentages must be in (0, 100]")
 

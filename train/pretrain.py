@@ -66,7 +66,7 @@ def pretrain(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         model.eval()
         with torch.no_grad():
             vl = []

@@ -47,8 +47,9 @@ def linear_warmup(opt: torch.optim.Optimizer, total: int, warmup: float) -> torc
 
 def load_data(cfg: TrainConfig) -> StoreData:
     mods = {"audio": cfg.audio, "visual": cfg.visual}
-    if cfg.model == "gru_probe":
-        mods = {cfg.probe_modality: mods[cfg.probe_modality]}
+    if cfg.model == "gru_probe" or cfg.only:
+        only = cfg.only or "audio"
+        mods = {only: mods[only]}
     return StoreData(cfg.store, mods, cfg.view, None if cfg.task == "frame_regression" else cfg.label,
                      "classification" if cfg.task == "classification" else "regression", cfg.window,
                      cfg.frame_targets)
@@ -139,7 +140,7 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         val = evaluate(model, cfg, data, val_s, device)
         score = _score(val, cfg)
         state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import synth
+from pipeline import protocols, synth
 from pipeline.manifest import DatasetAdapter, register_dataset
 
 CLASSES = {
@@ -63,7 +63,7 @@ class DemoDataset(DatasetAdapter):
         if not (root / "labels.csv").exists():
             generate(root)
         labels = pd.read_csv(root / "labels.csv")
-        return pd.DataFrame({
+        df = pd.DataFrame({
             "clip_id": [f.removesuffix(".mp4").replace("/", "-") for f in labels["file"]],
             "speaker": labels["speaker"],
             "session": labels["speaker"],
@@ -71,3 +71,5 @@ class DemoDataset(DatasetAdapter):
             "label": labels["label"],
             "split": labels["split"],
         })
+        df["fold_lo_speaker"] = protocols.leave_one_out(df, "speaker").values  # leave-one-speaker-out
+        return df
