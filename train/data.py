@@ -78,6 +78,11 @@ class StoreData:
         self.rows = {e: r.loc[self.clips, ["part", "offset", "length", "dim"]] for e, r in rows.items()}
         self.dims = {m: int(self.rows[e]["dim"].iloc[0]) for m, e in modalities.items()} if self.clips else {}
         self.caches = {e: PartCache(self.store) for e in exts}
+        self._geom = {}  # extractor -> (part code per clip, offsets, lengths, part names): no pandas per batch
+        for e, r in self.rows.items():
+            codes, names = pd.factorize(r["part"])
+            self._geom[e] = (codes.astype(np.int64), r["offset"].to_numpy(np.int64), r["length"].to_numpy(np.int64),
+                             list(names))
         self.dims_targets, self.target_names = 0, []
         if frame_targets and self.clips:
             self.dims_targets = int(self.rows[frame_targets]["dim"].iloc[0])
@@ -108,18 +113,39 @@ class StoreData:
         return self.samples[sample, 0]
 
     def _window(self, ext: str, clips: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.rows[ext]
-        dim = int(rows["dim"].iloc[0])
-        out = np.zeros((len(clips), self.window, dim), np.float32)
-        mask = np.zeros((len(clips), self.window), bool)
-        parts, offsets, lengths = rows["part"].to_numpy(), rows["offset"].to_numpy(), rows["length"].to_numpy()
-        for b, (c, s) in enumerate(zip(clips, starts)):
-            values, m = self.caches[ext].get(parts[c])
-            lo = int(offsets[c]) + int(s)
-            n = max(0, min(self.window, int(lengths[c]) - int(s)))
-            out[b, :n] = values[lo : lo + n]
-            mask[b, :n] = m[lo : lo + n]
-        return out, mask
+        """[B, W, D] values and [B, W] mask; one vectorised gather per part touched by the batch."""
+        codes, offsets, lengths, names = self._geom[ext]
+        n = np.clip(lengths[clips] - starts, 0, self.window)
+        steps = np.arange(self.window)
+        valid = steps[None, :] < n[:, None]
+        idx = np.where(valid, (offsets[clips] + starts)[:, None] + steps[None, :], 0)
+        batch_parts = codes[clips]
+        uniq = np.unique(batch_parts)
+        if len(uniq) == 1:
+            values, m = self.caches[ext].get(names[uniq[0]])
+            out, mask = values[idx], m[idx]
+        else:
+            out = mask = None
+            for code in uniq:
+                values, m = self.caches[ext].get(names[code])
+                sel = np.flatnonzero(batch_parts == code)
+                if out is None:
+                    out = np.empty((len(clips), self.window, values.shape[1]), np.float32)
+                    mask = np.empty((len(clips), self.window), bool)
+                out[sel], mask[sel] = values[idx[sel]], m[idx[sel]]
+        out[~valid] = 0.0
+        return out, mask & valid
+
+    def epoch_order(self, samples: np.ndarray, rng: np.random.Generator, block: int = 4) -> np.ndarray:
+        """A shuffled epoch that is chunk-aware: parts in random order, samples shuffled within blocks
+        of ``block`` parts, so a batch touches few parts (the shard shuffle of web-scale loaders)."""
+        codes = self._geom[next(iter(self._geom))][0][self.samples[samples, 0]]
+        uniq = rng.permutation(np.unique(codes))
+        out = []
+        for i in range(0, len(uniq), block):
+            chunk = samples[np.isin(codes, uniq[i : i + block])]
+            out.append(chunk[rng.permutation(len(chunk))])
+        return np.concatenate(out) if out else samples
 
     def batch(self, index: np.ndarray) -> Batch:
         index = np.asarray(index)
@@ -129,7 +155,8 @@ class StoreData:
             v, m = self._window(ext, clips, starts)
             if mod in self.norm:
                 mean, std = self.norm[mod]
-                v = np.where(m[..., None], (v - mean) / std, 0.0).astype(np.float32)
+                v = (v - mean) / std
+                v[~m] = 0.0
             x[mod], mask[mod] = torch.from_numpy(v), torch.from_numpy(m)
         y = y_mask = None
         if self.frame_targets:

@@ -55,7 +55,7 @@ def pretrain(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001
     for epoch in range(cfg.epochs):
         model.train()
         rng = np.random.default_rng([cfg.seed, epoch, 1])
-        order = train_s[rng.permutation(len(train_s))]
+        order = data.epoch_order(train_s, rng)
         losses = []
         for i in range(0, len(order), cfg.batch_size):
             b = data.batch(order[i : i + cfg.batch_size])

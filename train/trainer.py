@@ -128,7 +128,7 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
     while state["epoch"] < stop:
         epoch = state["epoch"]
         model.train()
-        order = train_s[np.random.default_rng([cfg.seed, epoch]).permutation(len(train_s))]
+        order = data.epoch_order(train_s, np.random.default_rng([cfg.seed, epoch]))
         t0, losses = time.perf_counter(), []
         for i in range(0, len(order), cfg.batch_size):
             b = data.batch(order[i : i + cfg.batch_size])
