@@ -83,6 +83,13 @@ def test_every_model_learns_a_separable_task(store, tmp_path, model):
     assert (tmp_path / model / "metrics.json").exists()
 
 
+def test_clip_level_regression_with_ccc_loss(store, tmp_path):
+    cfg = TrainConfig(store=str(store), out=str(tmp_path), model="ef_gru", task="regression", label="valence",
+                      epochs=25, batch_size=8, lr=3e-3, window=20, options={"hidden": 32, "layers": 1})
+    res = trainer.run(cfg, log=lambda *a: None)
+    assert res["folds"]["split"]["model_100pct"]["valence"]["ccc"] > 0.7
+
+
 def test_mater_reports_per_modality_accuracies(store, tmp_path):
     cfg = TrainConfig(store=str(store), out=str(tmp_path), model="mater", epochs=5, batch_size=8, window=20,
                       options={"d": 32, "heads": 4, "ffn": 64, "layers": 2, "positions": False})

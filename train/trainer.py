@@ -132,7 +132,7 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
         t0, losses = time.perf_counter(), []
         for i in range(0, len(order), cfg.batch_size):
             b = data.batch(order[i : i + cfg.batch_size])
-            with torch.autocast(device.type, enabled=amp):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):  # mixed precision on GPU
                 pred = forward(model, cfg, b, device)
                 loss = criterion(pred.float(), b.y.to(device), None if b.y_mask is None else b.y_mask.to(device))
             opt.zero_grad(set_to_none=True)
