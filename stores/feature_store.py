@@ -111,7 +111,8 @@ class FeatureStore:
         self.fs.commit_dir(tmp, rel)
         return rel, spans
 
-    def _array(self, path: str) -> zarr.Array:
+    def array(self, path: str) -> zarr.Array:
+        """A read-only array of the store (opened once, then cached)."""
         if path not in self._arrays:
             self._arrays[path] = zarr.open_array(self.fs.zarr_url(path), mode="r")
         return self._arrays[path]
@@ -123,10 +124,10 @@ class FeatureStore:
         """The features of one live index row (status ok)."""
         part, lo = row["part"], int(row["offset"])
         hi = lo + int(row["length"])
-        times = self._array(f"{part}/times")[lo:hi]
-        conf = self._array(f"{part}/confidence")[lo:hi] if self.has_array(part, "confidence") else None
+        times = self.array(f"{part}/times")[lo:hi]
+        conf = self.array(f"{part}/confidence")[lo:hi] if self.has_array(part, "confidence") else None
         return Features(
-            self._array(f"{part}/values")[lo:hi], times[:, 0], times[:, 1], self._array(f"{part}/mask")[lo:hi], conf
+            self.array(f"{part}/values")[lo:hi], times[:, 0], times[:, 1], self.array(f"{part}/mask")[lo:hi], conf
         )
 
     def part_dirs(self) -> Iterable[str]:

@@ -26,9 +26,9 @@ def verify(store: FeatureStore) -> list[str]:
 
 def _check_part(store: FeatureStore, part: str, rows: pd.DataFrame) -> list[str]:
     try:
-        values = store._array(f"{part}/values")
-        times = store._array(f"{part}/times")
-        mask = store._array(f"{part}/mask")
+        values = store.array(f"{part}/values")
+        times = store.array(f"{part}/times")
+        mask = store.array(f"{part}/mask")
     except Exception as exc:  # noqa: BLE001 - any unreadable array is a problem to report
         return [f"{part}: unreadable ({type(exc).__name__}: {exc})"]
     out = []

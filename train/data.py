@@ -30,8 +30,8 @@ class PartCache:
         if part in self.parts:
             self.parts.move_to_end(part)
             return self.parts[part]
-        values = self.store._array(f"{part}/values")[:].astype(np.float32, copy=False)
-        mask = self.store._array(f"{part}/mask")[:]
+        values = self.store.array(f"{part}/values")[:].astype(np.float32, copy=False)
+        mask = self.store.array(f"{part}/mask")[:]
         self.parts[part] = (values, mask)
         self.nbytes += values.nbytes + mask.nbytes
         while self.nbytes > self.max_bytes and len(self.parts) > 1:
