@@ -123,6 +123,8 @@ class Extractor:
     wants_gpu: ClassVar[bool] = False
     #: Video extractors that look at groups of frames get windows whose length is a multiple of this.
     window_multiple: ClassVar[int] = 1
+    #: Name of the learned weights in extractors/weights.py (resolved before any work starts).
+    weights_name: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -145,9 +147,24 @@ class Extractor:
         return None
 
     @property
+    def weights_id(self) -> str | None:
+        """The weights in use: a ``weights`` config field (the user's own) or the registered default."""
+        return getattr(self.config, "weights", None) or self.weights_name
+
+    @property
     def weights(self) -> dict[str, str] | None:
         """Weights id and sha256 for extractors with learned weights (provenance and cache key)."""
-        return None
+        if not self.weights_id:
+            return None
+        from extractors import weights
+
+        return {"id": self.weights_id, "sha256": weights.pinned(self.weights_id)}
+
+    def weights_path(self):  # noqa: ANN201 - Path
+        """The checked folder of this extractor's weights (raises WeightsError with how to get them)."""
+        from extractors import weights
+
+        return weights.resolve(self.weights_id)
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
@@ -167,6 +184,12 @@ class Extractor:
     @classmethod
     def available(cls) -> tuple[bool, str]:
         """Whether it can run on this machine, and why not (shown by ``pipeline extractors``)."""
+        if cls.weights_name:
+            from extractors import weights
+
+            status, _ = weights.state(weights.get_weights(cls.weights_name), weights.models_dir())
+            if status != "present":
+                return False, f"weights {cls.weights_name} {status} (pipeline models fetch/add)"
         return True, "ok"
 
     # -- work ----------------------------------------------------------------------------------

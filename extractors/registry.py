@@ -19,6 +19,7 @@ BUILTIN_MODULES = (
     "extractors.egemaps",
     "extractors.face_hog",
     "extractors.affwild2_va",
+    "extractors.r2plus1d",
 )
 
 

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from extractors import registry
-from pipeline import cli_train, manifest
+from pipeline import cli_models, cli_train, manifest
 from pipeline.align import AlignConfig
 from pipeline.config import DEFAULT_EXTRACTORS, ExtractConfig, parse_extractors
 from pipeline.errors import ConfigError, StoreLockedError
@@ -52,6 +52,7 @@ def extract(
     device: str = typer.Option("auto", help="auto, cpu or cuda (GPU extractors)"),
     face_detector: str = typer.Option("haar", help="face detector of the shared face stage"),
     max_side: int | None = typer.Option(None, help="downscale frames whose longer side exceeds this"),
+    models: Path | None = typer.Option(None, help="model directory for learned weights [$PIPELINE_MODELS]"),
     quiet: bool = typer.Option(False, help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print the run report as JSON on stdout"),
 ) -> None:
@@ -65,7 +66,7 @@ def extract(
                               None if max_duration_gap is not None and max_duration_gap < 0 else max_duration_gap),
             face=FaceConfig(detector=face_detector), cluster_file=str(cluster) if cluster else None, limit=limit,
             force=force, dry_run=dry_run, allow_failures=allow_failures, shard_size=shard_size, dtype=dtype,
-            device=device, max_side=max_side, progress=not quiet,
+            device=device, max_side=max_side, progress=not quiet, models_dir=str(models) if models else None,
         )
         report = run_extract(cfg, err)
     except (ConfigError, ValueError, StoreLockedError, FileNotFoundError) as exc:
@@ -248,6 +249,7 @@ def demo(
         raise typer.Exit(1)
 
 
+app.add_typer(cli_models.app, name="models")
 app.command("pretrain")(cli_train.pretrain)
 app.command("train")(cli_train.train)
 app.command("evaluate")(cli_train.evaluate)

@@ -36,6 +36,7 @@ class ExtractConfig:
     dtype: str = "float32"
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True
+    models_dir: str | None = None  # learned weights (--models / $PIPELINE_MODELS / user cache)
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:

@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from extractors import registry
+from extractors import registry, weights
 from pipeline import __version__, cluster, manifest, plan
 from pipeline.config import ExtractConfig
 from pipeline.errors import ConfigError
@@ -59,6 +59,14 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
     cluster_cfg = cluster.load(cfg.cluster_file)  # validated before any work
+    weights.set_models_dir(cfg.models_dir)
+    for name, overrides in cfg.extractors.items():  # weights resolved and checked before any clip is touched
+        ext = registry.create(name, overrides)
+        if ext.weights_id:
+            try:
+                weights.resolve(ext.weights_id)
+            except weights.WeightsError as exc:
+                raise ConfigError(f"extractor {name}: {exc}") from None
     clips = manifest.build(cfg.dataset, cfg.root, cfg.limit)
     targets = manifest.get_dataset(cfg.dataset).targets  # frame-level targets always travel with the features
     if any(t not in cfg.extractors for t in targets):
@@ -126,7 +134,8 @@ def _run_tasks(cfg: ExtractConfig, cluster_cfg: cluster.ClusterConfig, store: Fe
         device, resources = _device(cfg, client, p)
         tasks = [
             ShardTask(store.url, p.run_id, i, g, cfg.extractors, p.descriptions, cfg.face, cfg.align, cfg.dtype,
-                      cfg.window_frames, cfg.batch_frames, cfg.batch_seconds, cfg.max_side, device)
+                      cfg.window_frames, cfg.batch_frames, cfg.batch_seconds, cfg.max_side, device,
+                      str(weights.models_dir()))
             for i, g in enumerate(groups)
         ]
         futures = [client.submit(process_shard, t, key=f"shard-{p.run_id}-{t.shard}", pure=False,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from extractors import registry
+from extractors import registry, weights
 from extractors.base import AnnotationSegment, AudioSegment, Extractor, Features, VideoSegment
 from pipeline.align import AlignConfig
 from pipeline.batcher import Batcher
@@ -41,6 +41,7 @@ class ShardTask:
     batch_seconds: float = 120.0
     max_side: int | None = None
     device: str = "cpu"
+    models_dir: str | None = None
 
 
 @dataclass
@@ -72,6 +73,7 @@ class _ShardRunner:
     def __init__(self, task: ShardTask) -> None:
         self.task = task
         self.store = FeatureStore(task.store)
+        weights.set_models_dir(task.models_dir)
         self.exts: dict[str, Extractor] = {n: registry.instance(n, o) for n, o in task.extractors.items()}
         for e in self.exts.values():
             e.ensure_setup(task.device)

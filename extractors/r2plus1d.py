@@ -1,0 +1,113 @@
+"""R(2+1)D-18 (torchvision, Kinetics-400): 512-d per clip of 8 (or 16) frames (JMT's visual backbone).
+
+Preprocessing of the weights (torchvision's VideoClassification preset): resize to 128 x 171, centre
+crop 112 x 112, scale to [0, 1], normalise with the Kinetics mean/std. The output is the globally
+pooled 512-d feature before the classifier. Clips of consecutive frames are batched across clips; a
+clip's last partial group is padded by repeating its last frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from extractors.base import Extractor, Features, VideoSegment
+from extractors.registry import register_extractor
+from extractors.weights import Weights, register_weights
+
+WEIGHTS = register_weights(Weights(
+    name="R2PLUS1D_18_KINETICS400_V1", files=("r2plus1d_18-91a641e6.pth",),
+    sha256={"r2plus1d_18-91a641e6.pth": "91a641e6"},  # torchvision's published hash prefix
+    source="https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth", kind="url",
+    licence="BSD-3-Clause code; Kinetics-400 trained weights (research use)",
+    preprocessing={"resize": [128, 171], "crop": [112, 112], "mean": [0.43216, 0.394666, 0.37645],
+                   "std": [0.22803, 0.22145, 0.216989]},
+    meta={"params": 31505325, "dataset": "Kinetics-400"},
+))
+
+
+@dataclass(frozen=True)
+class R2Plus1DConfig:
+    weights: str = WEIGHTS.name  # or your own, registered with `pipeline models add NAME PATH --like ...`
+    clip_frames: int = 8
+    batch_clips: int = 32
+
+
+@register_extractor
+class R2Plus1D(Extractor):
+    name = "r2plus1d"
+    version = "1"
+    modality = "video"
+    input = "frames"
+    Config = R2Plus1DConfig
+    wants_gpu = True
+    weights_name = WEIGHTS.name
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.window_multiple = self.config.clip_frames  # windows hold whole clips
+        self.model = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f"r2p1d_{i:03d}" for i in range(512)]
+
+    def setup(self, device: str = "cpu") -> None:
+        import torch
+        from torchvision.models.video import r2plus1d_18
+
+        from extractors.torch_util import device_of, load_state
+
+        self.device = device_of(device)
+        model = r2plus1d_18(weights=None)
+        load_state(self.weights_path() / WEIGHTS.files[0], model)  # user weights keep the file name
+        model.fc = torch.nn.Identity()
+        self.model = model.eval().to(self.device)
+
+    def _clips(self, seg: VideoSegment) -> tuple[np.ndarray, list[tuple[float, float]]]:
+        k, n = self.config.clip_frames, len(seg.frames)
+        groups, times = [], []
+        for s in range(0, n, k):
+            idx = np.minimum(np.arange(s, s + k), n - 1)
+            groups.append(seg.frames[idx])
+            times.append((float(seg.times[s]), float(seg.ends[min(s + k, n) - 1])))
+        return (np.stack(groups) if groups else np.zeros((0, k, 1, 1, 3), np.uint8)), times
+
+    def _transform(self, clips: np.ndarray):  # noqa: ANN202 - torch.Tensor [N, 3, T, 112, 112]
+        import torch
+        import torch.nn.functional as F
+
+        p = WEIGHTS.preprocessing
+        x = torch.from_numpy(clips).to(self.device).permute(0, 1, 4, 2, 3).float() / 255.0  # N T C H W
+        n, t = x.shape[:2]
+        x = F.interpolate(x.flatten(0, 1), size=tuple(p["resize"]), mode="bilinear", antialias=False,
+                          align_corners=False)
+        top, left = (p["resize"][0] - 112) // 2, (p["resize"][1] - 112) // 2
+        x = x[:, :, top : top + 112, left : left + 112]
+        mean = torch.tensor(p["mean"], device=x.device)[None, :, None, None]
+        std = torch.tensor(p["std"], device=x.device)[None, :, None, None]
+        return ((x - mean) / std).unflatten(0, (n, t)).permute(0, 2, 1, 3, 4)
+
+    def compute(self, batch: Sequence[VideoSegment]) -> list[Features]:
+        import torch
+
+        from extractors.torch_util import inference
+
+        self.ensure_setup()
+        per_seg = [self._clips(seg) for seg in batch]
+        all_clips = [c for clips, _ in per_seg for c in clips]
+        feats = []
+        with inference(self.device):
+            for i in range(0, len(all_clips), self.config.batch_clips):
+                x = self._transform(np.stack(all_clips[i : i + self.config.batch_clips]))
+                feats.append(self.model(x).float().cpu())
+        flat = torch.cat(feats).numpy() if feats else np.zeros((0, 512), np.float32)
+        out, pos = [], 0
+        for clips, times in per_seg:
+            values = flat[pos : pos + len(clips)]
+            pos += len(clips)
+            out.append(Features(values, [a for a, _ in times], [b for _, b in times]))
+        return out

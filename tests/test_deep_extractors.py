@@ -1,0 +1,99 @@
+"""Deep extractors through the weights registry, with weights the tests build themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from extractors import registry, weights
+from extractors.base import VideoSegment
+from stores.feature_store import FeatureStore
+from tests.conftest import cli, extract_json
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A model directory holding test-made R(2+1)D weights, registered as the user's own."""
+    from torchvision.models.video import r2plus1d_18
+
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    path = d.parent / "my_r2p1d.pth"
+    torch.save(r2plus1d_18(weights=None).state_dict(), path)
+    proc = cli("models", "add", "TEST_R2P1D", str(path), "--like", "R2PLUS1D_18_KINETICS400_V1",
+               "--models", str(d), check=True)
+    assert "installed" in proc.stdout
+    return d
+
+
+def test_missing_weights_fail_once_before_any_work(mini_corpus, tmp_path):
+    s = tmp_path / "s.zarr"
+    proc = cli("extract", "--dataset", "demo", "--root", str(mini_corpus), "--store", str(s),
+               "--extractors", "r2plus1d", "--models", str(tmp_path / "empty"), "--quiet")
+    assert proc.returncode == 2 and not s.exists()
+    assert "R2PLUS1D_18_KINETICS400_V1: missing" in proc.stderr
+    assert "pipeline models fetch R2PLUS1D_18_KINETICS400_V1" in proc.stderr and "r2plus1d_18-91a641e6.pth" in proc.stderr
+
+
+def test_published_hash_prefix_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.pth"
+    bad.write_bytes(b"not the published weights")
+    with pytest.raises(weights.WeightsError, match="wrong or corrupt"):
+        weights.add("R2PLUS1D_18_KINETICS400_V1", bad, tmp_path / "m")
+
+
+def test_tampered_weights_are_a_checksum_mismatch(models, tmp_path):
+    import shutil
+
+    copy = tmp_path / "m"
+    shutil.copytree(models, copy)
+    f = copy / "TEST_R2P1D" / "r2plus1d_18-91a641e6.pth"
+    data = bytearray(f.read_bytes())
+    data[-10] ^= 0xFF
+    f.write_bytes(bytes(data))
+    weights.set_models_dir(str(copy))
+    try:
+        with pytest.raises(weights.WeightsError, match="checksum mismatch"):
+            weights.resolve("TEST_R2P1D")
+    finally:
+        weights.set_models_dir(None)
+
+
+def test_r2plus1d_matches_the_bare_model_with_torchvision_transforms(models):
+    from torchvision.models.video import R2Plus1D_18_Weights, r2plus1d_18
+
+    weights.set_models_dir(str(models))
+    try:
+        ext = registry.create("r2plus1d", {"weights": "TEST_R2P1D"})
+        rng = np.random.default_rng(0)
+        frames = rng.integers(0, 255, (12, 90, 120, 3), dtype=np.uint8)
+        times = np.arange(12) / 25
+        (f,) = ext.compute([VideoSegment("c", frames, times, times + 0.04, last=True)])
+    finally:
+        weights.set_models_dir(None)
+    assert f.values.shape == (2, 512)  # 8 frames + a padded group of 4
+    np.testing.assert_allclose(f.start, [0.0, 0.32]) and np.testing.assert_allclose(f.end, [0.32, 0.48])
+    model = r2plus1d_18(weights=None)
+    model.load_state_dict(torch.load(models / "TEST_R2P1D" / "r2plus1d_18-91a641e6.pth", weights_only=True))
+    model.fc = torch.nn.Identity()
+    preset = R2Plus1D_18_Weights.KINETICS400_V1.transforms()
+    clip = torch.from_numpy(frames[:8]).permute(0, 3, 1, 2)  # T C H W uint8
+    with torch.no_grad():
+        ref = model.eval()(preset(clip)[None]).numpy()[0]
+    assert np.corrcoef(ref, f.values[0])[0, 1] > 0.99
+
+
+def test_r2plus1d_end_to_end_through_extract(mini_corpus, tmp_path, models):
+    s = tmp_path / "s.zarr"
+    r = extract_json("--dataset", "demo", "--root", str(mini_corpus), "--store", str(s), "--extractors",
+                     "r2plus1d", "--set", "r2plus1d.weights=TEST_R2P1D", "--models", str(models), "--limit", "3",
+                     "--quiet")
+    assert r["counts"] == {"ok": 3, "failed": 0, "excluded": 0}
+    store = FeatureStore(str(s))
+    live = store.index()
+    row = live[(live.stage == "native")].iloc[0]
+    f = store.read(row)
+    assert f.values.shape[1] == 512 and np.all(np.diff(f.start) > 0)
+    attrs = store.group_attrs("native", "", "r2plus1d")
+    assert attrs["weights"]["id"] == "TEST_R2P1D" and len(attrs["weights"]["sha256"]) == 64
