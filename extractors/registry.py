@@ -20,6 +20,7 @@ BUILTIN_MODULES = (
     "extractors.face_hog",
     "extractors.affwild2_va",
     "extractors.r2plus1d",
+    "extractors.wav2vec2",
 )
 
 

@@ -33,7 +33,8 @@ def test_missing_weights_fail_once_before_any_work(mini_corpus, tmp_path):
                "--extractors", "r2plus1d", "--models", str(tmp_path / "empty"), "--quiet")
     assert proc.returncode == 2 and not s.exists()
     assert "R2PLUS1D_18_KINETICS400_V1: missing" in proc.stderr
-    assert "pipeline models fetch R2PLUS1D_18_KINETICS400_V1" in proc.stderr and "r2plus1d_18-91a641e6.pth" in proc.stderr
+    assert "pipeline models fetch R2PLUS1D_18_KINETICS400_V1" in proc.stderr
+    assert "r2plus1d_18-91a641e6.pth" in proc.stderr
 
 
 def test_published_hash_prefix_rejects_other_files(tmp_path):
@@ -97,3 +98,47 @@ def test_r2plus1d_end_to_end_through_extract(mini_corpus, tmp_path, models):
     assert f.values.shape[1] == 512 and np.all(np.diff(f.start) > 0)
     attrs = store.group_attrs("native", "", "r2plus1d")
     assert attrs["weights"]["id"] == "TEST_R2P1D" and len(attrs["weights"]["sha256"]) == 64
+
+
+@pytest.fixture(scope="module")
+def w2v_models(tmp_path_factory):
+    """A tiny wav2vec2 (transformers config, save_pretrained as safetensors) added as the user's own."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    d = tmp_path_factory.mktemp("w2v")
+    src = d / "tiny"
+    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                         conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    torch.manual_seed(0)
+    Wav2Vec2Model(cfg).save_pretrained(src, safe_serialization=True)
+    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(src)
+    cli("models", "add", "TEST_W2V", str(src), "--like", "WAV2VEC2_BASE", "--models", str(d / "m"), check=True)
+    return d / "m"
+
+
+def test_wav2vec2_frames_pooling_and_reference(w2v_models):
+    from extractors.base import AudioSegment
+
+    weights.set_models_dir(str(w2v_models))
+    try:
+        ext = registry.create("wav2vec2", {"weights": "TEST_W2V"})
+        x = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+        (f,) = ext.compute([AudioSegment("c", x)])
+        (p,) = registry.create("wav2vec2", {"weights": "TEST_W2V", "pooled": True}).compute([AudioSegment("c", x)])
+        model = ext.model
+    finally:
+        weights.set_models_dir(None)
+    assert f.values.shape == (49, 32) and ext.dim == 32  # 1 s at 16 kHz -> 49 frames of 20 ms
+    np.testing.assert_allclose(f.start[:2], [0.0, 0.02]) and np.testing.assert_allclose(f.end[0], 0.025)
+    xn = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(xn)[None]).last_hidden_state[0].numpy()
+    np.testing.assert_allclose(f.values, ref, atol=1e-4)
+    np.testing.assert_allclose(p.values[0], ref.mean(0), atol=1e-4)
+
+
+def test_wav2vec2_end_to_end_through_extract(mini_corpus, tmp_path, w2v_models):
+    r = extract_json("--dataset", "demo", "--root", str(mini_corpus), "--store", str(tmp_path / "s"),
+                     "--extractors", "wav2vec2,logmel", "--set", "wav2vec2.weights=TEST_W2V", "--models",
+                     str(w2v_models), "--limit", "3", "--quiet")
+    assert r["counts"] == {"ok": 6, "failed": 0, "excluded": 0}
