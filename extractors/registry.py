@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "extractors.affwild2_va",
     "extractors.r2plus1d",
     "extractors.wav2vec2",
+    "extractors.vggish",
 )
 
 

@@ -142,3 +142,47 @@ def test_wav2vec2_end_to_end_through_extract(mini_corpus, tmp_path, w2v_models):
                      "--extractors", "wav2vec2,logmel", "--set", "wav2vec2.weights=TEST_W2V", "--models",
                      str(w2v_models), "--limit", "3", "--quiet")
     assert r["counts"] == {"ok": 6, "failed": 0, "excluded": 0}
+
+
+@pytest.fixture(scope="module")
+def vggish_models(tmp_path_factory):
+    from extractors.vggish import vggish_net
+
+    d = tmp_path_factory.mktemp("vggish")
+    src = d / "files"
+    src.mkdir()
+    torch.manual_seed(0)
+    torch.save(vggish_net().state_dict(), src / "vggish-10086976.pth")
+    g = torch.Generator().manual_seed(1)
+    torch.save({"pca_eigen_vectors": torch.linalg.qr(torch.randn(128, 128, generator=g))[0],
+                "pca_means": torch.randn(128, 1, generator=g)}, src / "vggish_pca_params-970ea276.pth")
+    cli("models", "add", "TEST_VGGISH", str(src), "--like", "VGGISH_AUDIOSET", "--models", str(d / "m"), check=True)
+    return d / "m"
+
+
+def test_vggish_front_end_examples_and_network(vggish_models):
+    from extractors.base import AudioSegment
+    from extractors.vggish import log_mel
+    from pipeline import synth
+    from tests.test_extractors import _reference_logmel
+
+    x = synth.voice(2.0, 150, 4, 0.5, seed=3, sample_rate=16000)
+    np.testing.assert_allclose(log_mel(x), _reference_logmel(x.astype(np.float64), power=1, offset=0.01), atol=2e-3)
+    weights.set_models_dir(str(vggish_models))
+    try:
+        emb = registry.create("vggish", {"weights": "TEST_VGGISH"})
+        (e,) = emb.compute([AudioSegment("c", x)])
+        conv = registry.create("vggish", {"weights": "TEST_VGGISH", "mode": "conv", "window_s": 0.5, "hop_s": 0.5})
+        (c,) = conv.compute([AudioSegment("c", x)])
+        (q,) = registry.create("vggish", {"weights": "TEST_VGGISH", "pca": True}).compute([AudioSegment("c", x)])
+    finally:
+        weights.set_models_dir(None)
+    assert e.values.shape == (2, 128) and c.values.shape == (3, 512)  # 198 log-mel frames
+    np.testing.assert_allclose(e.start, [0.0, 0.96]) and np.testing.assert_allclose(e.end, [0.975, 1.935])
+    np.testing.assert_allclose(c.start, [0.0, 0.5, 1.0])
+    with torch.no_grad():
+        ref = emb.model(torch.from_numpy(log_mel(x)[:96])[None, None]).numpy()[0]
+    np.testing.assert_allclose(e.values[0], ref, rtol=1e-4, atol=1e-5)
+    assert q.values.min() >= 0 and q.values.max() <= 255 and np.all(q.values == np.round(q.values))
+    with pytest.raises(ValueError, match="0.96 s examples"):
+        registry.make_config("vggish", {"window_s": 0.5})

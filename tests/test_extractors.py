@@ -38,11 +38,12 @@ def test_registry_fails_loudly_on_duplicates_and_unfrozen_configs():
         registry.register_extractor(type("Bad", (Extractor,), {"name": "bad_cfg_test", "Config": Mutable}))
 
 
-def _reference_logmel(x, sr=16000, win=400, hop=160, n_fft=512, n_mels=64, fmin=125.0, fmax=7500.0):
+def _reference_logmel(x, sr=16000, win=400, hop=160, n_fft=512, n_mels=64, fmin=125.0, fmax=7500.0, power=2,
+                      offset=1e-6):
     """Independent computation: explicit loops, scipy's periodic Hann, HTK mel triangles in Hz."""
     window = get_window("hann", win, fftbins=True)
     n = 1 + (len(x) - win) // hop
-    spec = np.array([np.abs(np.fft.rfft(x[i * hop : i * hop + win] * window, n_fft)) ** 2 for i in range(n)])
+    spec = np.array([np.abs(np.fft.rfft(x[i * hop : i * hop + win] * window, n_fft)) ** power for i in range(n)])
     freqs = np.arange(n_fft // 2 + 1) * sr / n_fft
 
     def mel(f):
@@ -57,7 +58,7 @@ def _reference_logmel(x, sr=16000, win=400, hop=160, n_fft=512, n_mels=64, fmin=
                 fb[k, m] = (v - edges[m]) / (edges[m + 1] - edges[m])
             elif edges[m + 1] < v < edges[m + 2]:
                 fb[k, m] = (edges[m + 2] - v) / (edges[m + 2] - edges[m + 1])
-    return np.log(spec @ fb + 1e-6)
+    return np.log(spec @ fb + offset)
 
 
 def test_logmel_matches_an_independent_computation_and_the_frame_convention():
