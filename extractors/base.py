@@ -17,7 +17,7 @@ import numpy as np
 
 Modality = Literal["audio", "video", "text"]
 #: What an extractor consumes: the whole 16 kHz mono waveform, raw RGB frames, or face crops.
-InputKind = Literal["audio", "frames", "faces", "annotation"]
+InputKind = Literal["audio", "frames", "faces", "annotation", "media"]
 
 
 @dataclass
@@ -55,6 +55,18 @@ class AnnotationSegment:
     text: str
     fps: float
     n_frames: int = 0
+
+
+@dataclass
+class MediaSegment:
+    """For tools that must read the file themselves (OpenFace runs as a subprocess on the clip)."""
+
+    clip_id: str
+    path: str
+    start: float | None
+    end: float | None
+    fps: float
+    n_frames: int
 
 
 @dataclass

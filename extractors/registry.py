@@ -22,6 +22,7 @@ BUILTIN_MODULES = (
     "extractors.r2plus1d",
     "extractors.wav2vec2",
     "extractors.vggish",
+    "extractors.openface",
 )
 
 

@@ -208,7 +208,7 @@ def extractors() -> None:
         ext = cls()
         rate = f"{ext.rate:g} Hz" if ext.rate else "video fps"
         t.add_row(name, cls.version, cls.modality, cls.input, str(ext.dim), rate, "yes" if cls.wants_gpu else "no",
-                  "yes" if ok else f"no: {why}")
+                  escape(("yes" if why == "ok" else f"yes: {why}") if ok else f"no: {why}"))
     out.print(t)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from extractors import registry, weights
-from extractors.base import AnnotationSegment, AudioSegment, Extractor, Features, VideoSegment
+from extractors.base import AnnotationSegment, AudioSegment, Extractor, Features, MediaSegment, VideoSegment
 from pipeline.align import AlignConfig
 from pipeline.batcher import Batcher
 from pipeline.decode import ClipDecoder, MediaInfo, probe
@@ -89,7 +89,7 @@ class _ShardRunner:
     def _batcher(self, name: str, ext: Extractor) -> Batcher:
         if ext.input == "audio":
             budget, size = self.task.batch_seconds, lambda s: len(s.samples) / s.sample_rate
-        elif ext.input == "annotation":
+        elif ext.input in ("annotation", "media"):
             budget, size = 1, lambda s: 1
         else:
             budget, size = self.task.batch_frames, lambda s: max(1, len(s.frames))
@@ -134,11 +134,18 @@ class _ShardRunner:
             else:
                 wanted.append(name)
         annotations = [n for n in wanted if self.exts[n].input == "annotation"]
-        streams = [n for n in wanted if n not in annotations]
+        tools = [n for n in wanted if self.exts[n].input == "media"]
+        streams = [n for n in wanted if n not in annotations and n not in tools]
         if streams:
             self._decode(work, streams, info, audio_info)
         for name in annotations:  # after decoding, so the clip's durations are the decoded ones
             self._annotation(work, name, info)
+        for name in tools:
+            self._ensure_meta(work, info)
+            src = work.source
+            frames = int(round(info.fps * ((src.end or info.duration) - (src.start or 0.0))))
+            self.batchers[name].add(MediaSegment(src.clip_id, src.media_path, src.start, src.end, info.fps, frames))
+            self._drain()
 
     def _decode(self, work: ClipWork, wanted: list[str], info: MediaInfo, audio_info: MediaInfo) -> None:
         src, clip = work.source, work.source.clip_id
@@ -186,16 +193,22 @@ class _ShardRunner:
         except OSError as exc:
             self._fail(clip, name, f"annotation: cannot read {path}: {exc.strerror or exc}")
             return
-        if clip not in self.writer.meta:
-            self.writer.meta[clip] = decoded_meta(work.fingerprint, info.duration, math.nan, info.duration)
+        self._ensure_meta(work, info)
         self.batchers[name].add(AnnotationSegment(clip, text, info.fps or 25.0, info.frames))
         self._drain()
+
+    def _ensure_meta(self, work: ClipWork, info: MediaInfo) -> None:
+        """Clip facts from the container when no stream of the clip was decoded in this task."""
+        src = work.source
+        if src.clip_id not in self.writer.meta:
+            declared = (src.end - (src.start or 0.0)) if src.end is not None else info.duration - (src.start or 0.0)
+            self.writer.meta[src.clip_id] = decoded_meta(work.fingerprint, declared, math.nan, declared)
 
     @staticmethod
     def _missing_stream(ext: Extractor, info: MediaInfo, audio_info: MediaInfo) -> str | None:
         if ext.input == "audio" and not audio_info.has_audio:
             return "audio"
-        if ext.input in ("frames", "faces", "annotation") and not info.has_video:
+        if ext.input in ("frames", "faces", "annotation", "media") and not info.has_video:
             return "video"
         return None
 
