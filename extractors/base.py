@@ -17,7 +17,7 @@ import numpy as np
 
 Modality = Literal["audio", "video", "text"]
 #: What an extractor consumes: the whole 16 kHz mono waveform, raw RGB frames, or face crops.
-InputKind = Literal["audio", "frames", "faces", "annotation", "media"]
+InputKind = Literal["audio", "frames", "faces", "annotation", "media", "text"]
 
 
 @dataclass
@@ -55,6 +55,15 @@ class AnnotationSegment:
     text: str
     fps: float
     n_frames: int = 0
+
+
+@dataclass
+class TextSegment:
+    """A clip's transcript (the manifest's ``transcript`` column) and the clip's duration."""
+
+    clip_id: str
+    text: str
+    duration: float
 
 
 @dataclass
@@ -171,6 +180,12 @@ class Extractor:
         from extractors import weights
 
         return {"id": self.weights_id, "sha256": weights.pinned(self.weights_id)}
+
+    def weights_folder(self):  # noqa: ANN201 - Path
+        """Where the weights are expected, unchecked: for reading metadata (config.json) cheaply."""
+        from extractors import weights
+
+        return weights.models_dir() / self.weights_id
 
     def weights_path(self):  # noqa: ANN201 - Path
         """The checked folder of this extractor's weights (raises WeightsError with how to get them)."""

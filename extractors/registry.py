@@ -23,6 +23,11 @@ BUILTIN_MODULES = (
     "extractors.wav2vec2",
     "extractors.vggish",
     "extractors.openface",
+    "extractors.vggm_face",
+    "extractors.bert",
+    "extractors.videomae",
+    "extractors.resnet18_spectrogram",
+    "extractors.trill",
 )
 
 

@@ -54,7 +54,7 @@ class Wav2Vec2(Extractor):
     def feature_names(self) -> list[str]:
         if self._dim is None:
             try:
-                cfg = json.loads((self.weights_path() / "config.json").read_text())
+                cfg = json.loads((self.weights_folder() / "config.json").read_text())
                 self._dim = int(cfg["hidden_size"])
             except Exception:  # noqa: BLE001 - weights not installed: the registered size
                 self._dim = WEIGHTS.meta["hidden"]

@@ -32,6 +32,7 @@ class ClipSource:
     start: float | None = None
     end: float | None = None
     annotation_path: str | None = None  # per-frame targets (Aff-Wild2), read by the core, parsed by an extractor
+    text: str | None = None  # the transcript, for text extractors
 
 
 @dataclass

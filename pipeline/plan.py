@@ -69,7 +69,7 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
     align = dataclasses.asdict(cfg.align)
     sources = [
         ClipSource(str(r.clip_id), str(r.media_path), _path(r.audio_path), _opt(r.start), _opt(r.end),
-                   _path(getattr(r, "annotation_path", None)))
+                   _path(getattr(r, "annotation_path", None)), _path(getattr(r, "transcript", None)))
         for r in manifest.itertuples(index=False)
     ]
     with ThreadPoolExecutor(16) as pool:
@@ -81,7 +81,8 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
     for src, fp in zip(sources, fingerprints):
         keys, native, to_align, stored = {}, [], [], {}
         for name, ext in exts.items():
-            k = cache_key.native_key(fp, src.start, src.end, ext.fingerprint(), face if ext.input == "faces" else None)
+            extra = face if ext.input == "faces" else src.text if ext.input == "text" else None
+            k = cache_key.native_key(fp, src.start, src.end, ext.fingerprint(), extra)
             keys[name] = k
             row = native_rows.get((src.clip_id, name))
             hit = not cfg.force and fp and row is not None and row["key"] == k and row["status"] == "ok"

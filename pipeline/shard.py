@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from extractors import registry, weights
-from extractors.base import AnnotationSegment, AudioSegment, Extractor, Features, MediaSegment, VideoSegment
+from extractors.base import (
+    AnnotationSegment,
+    AudioSegment,
+    Extractor,
+    Features,
+    MediaSegment,
+    TextSegment,
+    VideoSegment,
+)
 from pipeline.align import AlignConfig
 from pipeline.batcher import Batcher
 from pipeline.decode import ClipDecoder, MediaInfo, probe
@@ -91,6 +99,8 @@ class _ShardRunner:
             budget, size = self.task.batch_seconds, lambda s: len(s.samples) / s.sample_rate
         elif ext.input in ("annotation", "media"):
             budget, size = 1, lambda s: 1
+        elif ext.input == "text":
+            budget, size = 64, lambda s: 1
         else:
             budget, size = self.task.batch_frames, lambda s: max(1, len(s.frames))
         return Batcher(
@@ -135,11 +145,20 @@ class _ShardRunner:
                 wanted.append(name)
         annotations = [n for n in wanted if self.exts[n].input == "annotation"]
         tools = [n for n in wanted if self.exts[n].input == "media"]
-        streams = [n for n in wanted if n not in annotations and n not in tools]
+        texts = [n for n in wanted if self.exts[n].input == "text"]
+        streams = [n for n in wanted if n not in annotations and n not in tools and n not in texts]
         if streams:
             self._decode(work, streams, info, audio_info)
         for name in annotations:  # after decoding, so the clip's durations are the decoded ones
             self._annotation(work, name, info)
+        for name in texts:
+            self._ensure_meta(work, info)
+            if not work.source.text:
+                self._fail(work.source.clip_id, name, "text: the manifest has no transcript for this clip")
+                continue
+            self.batchers[name].add(TextSegment(work.source.clip_id, work.source.text,
+                                                self.writer.meta[work.source.clip_id].duration))
+            self._drain()
         for name in tools:
             self._ensure_meta(work, info)
             src = work.source

@@ -186,3 +186,132 @@ def test_vggish_front_end_examples_and_network(vggish_models):
     assert q.values.min() >= 0 and q.values.max() <= 255 and np.all(q.values == np.round(q.values))
     with pytest.raises(ValueError, match="0.96 s examples"):
         registry.make_config("vggish", {"window_s": 0.5})
+
+
+@pytest.fixture(scope="module")
+def trill_models(tmp_path_factory):
+    """A tiny TF SavedModel with TRILL's signature: module(samples, sample_rate) -> {embedding, layer19}."""
+    from extractors.trill import import_tensorflow
+
+    tf = import_tensorflow()
+    d = tmp_path_factory.mktemp("trill")
+
+    class TinyTrill(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(tf.random.stateless_normal([400, 512], seed=[1, 2]) * 0.05)
+            self.w19 = tf.Variable(tf.random.stateless_normal([400, 12288], seed=[3, 4]) * 0.05)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.int32)])
+        def __call__(self, samples, sample_rate):  # noqa: ANN001, ANN204
+            x = tf.pad(samples, [[0, tf.maximum(0, 16000 - tf.shape(samples)[0])]])  # padded to 1 s, as TRILL
+            frames = tf.signal.frame(x, 400, 160)
+            return {"embedding": frames @ self.w, "layer19": frames @ self.w19}
+
+    tf.saved_model.save(TinyTrill(), str(d / "tiny"))
+    cli("models", "add", "TEST_TRILL", str(d / "tiny"), "--like", "TRILL_V3", "--models", str(d / "m"), check=True)
+    return d / "m"
+
+
+def test_trill_segments_and_reference(trill_models):
+    from extractors.base import AudioSegment
+
+    weights.set_models_dir(str(trill_models))
+    try:
+        ext = registry.create("trill", {"weights": "TEST_TRILL"})
+        x = np.random.default_rng(0).standard_normal(16000 + 1000).astype(np.float32) * 0.1
+        (f,) = ext.compute([AudioSegment("c", x)])
+        w = ext.module.w.numpy()
+        (l19,) = registry.create("trill", {"weights": "TEST_TRILL", "layer": "layer19"}).compute(
+            [AudioSegment("c", x[:3200])])
+    finally:
+        weights.set_models_dir(None)
+    assert f.values.shape == (6, 512) and l19.values.shape == (1, 12288)  # 1.0625 s -> 5 full + 1 short
+    np.testing.assert_allclose(f.start, np.arange(6) * 0.2) and np.testing.assert_allclose(f.end[-1], 17000 / 16000)
+    chunk = np.pad(x[:3200], (0, 16000 - 3200))
+    frames = np.lib.stride_tricks.sliding_window_view(chunk, 400)[::160]
+    np.testing.assert_allclose(f.values[0], (frames @ w).mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_trill_and_a_torch_extractor_share_a_worker(mini_corpus, tmp_path, trill_models, w2v_models):
+    import shutil
+
+    for name in ("TEST_W2V",):
+        shutil.copytree(w2v_models / name, trill_models / name, dirs_exist_ok=True)
+    cluster = tmp_path / "one.yaml"
+    cluster.write_text("mode: local\nlocal: {n_workers: 1}\n")  # one worker process runs both
+    r = extract_json("--dataset", "demo", "--root", str(mini_corpus), "--store", str(tmp_path / "s"),
+                     "--extractors", "wav2vec2,trill", "--set", "wav2vec2.weights=TEST_W2V", "--set",
+                     "trill.weights=TEST_TRILL", "--models", str(trill_models), "--cluster", str(cluster),
+                     "--limit", "2", "--quiet")
+    assert r["counts"] == {"ok": 4, "failed": 0, "excluded": 0} and not r["task_errors"]
+
+
+def _add_state(tmp_path_factory, name, like, net, filename):  # noqa: ANN001, ANN202
+    d = tmp_path_factory.mktemp(name.lower())
+    torch.manual_seed(0)
+    torch.save(net.state_dict(), d / filename)
+    cli("models", "add", name, str(d / filename), "--like", like, "--models", str(d / "m"), check=True)
+    return d / "m"
+
+
+def test_vggm_face_resnet18_spectrogram(tmp_path_factory):
+    from extractors.base import AudioSegment
+    from extractors.resnet18_spectrogram import resnet18_1ch
+    from extractors.vggm_face import vggm_net
+
+    vg = _add_state(tmp_path_factory, "TEST_VGGM", "VGGM_FACE_BN_FER", vggm_net(), "vgg_m_face_bn_fer_dag.pth")
+    weights.set_models_dir(str(vg))
+    try:
+        crops = np.random.default_rng(0).integers(0, 255, (5, 112, 112, 3), dtype=np.uint8)
+        t = np.arange(5) / 25
+        found = np.array([1, 1, 0, 1, 1], bool)
+        (f,) = registry.create("vggm_face", {"weights": "TEST_VGGM"}).compute(
+            [VideoSegment("c", crops, t, t + 0.04, found, True)])
+    finally:
+        weights.set_models_dir(None)
+    assert f.values.shape == (5, 512) and f.mask.tolist() == found.tolist() and not f.values[2].any()
+    rn = _add_state(tmp_path_factory, "TEST_RN18", "RESNET18_SPECTROGRAM_JMT", resnet18_1ch(),
+                    "resnet18_spectrogram.pth")
+    weights.set_models_dir(str(rn))
+    try:
+        x = np.random.default_rng(1).standard_normal(40000).astype(np.float32) * 0.1
+        (g,) = registry.create("resnet18_spectrogram", {"weights": "TEST_RN18", "hop_s": 0.5}).compute(
+            [AudioSegment("c", x)])
+    finally:
+        weights.set_models_dir(None)
+    assert g.values.shape == (4, 512) and np.allclose(g.start, [0, 0.5, 1.0, 1.5])
+
+
+def test_bert_on_iemocap_transcripts_and_videomae(tmp_path_factory, tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizerFast, VideoMAEConfig, VideoMAEModel
+
+    from tests import corpus_fixtures as fx
+
+    d = tmp_path_factory.mktemp("bert")
+    src = d / "tiny"
+    src.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "there", "number", ".", "0", "1", "2"]
+    (src / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(str(src / "vocab.txt")).save_pretrained(src)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(src, safe_serialization=True)
+    vsrc = d / "vmae"
+    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=16,
+                                 num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+                  ).save_pretrained(vsrc, safe_serialization=True)
+    m = d / "m"
+    cli("models", "add", "TEST_BERT", str(src), "--like", "BERT_BASE_UNCASED", "--models", str(m), check=True)
+    cli("models", "add", "TEST_VMAE", str(vsrc), "--like", "VIDEOMAE_BASE", "--models", str(m), check=True)
+    root = fx.iemocap(tmp_path / "IEMOCAP")
+    r = extract_json("--dataset", "iemocap", "--root", str(root), "--store", str(tmp_path / "s"), "--extractors",
+                     "bert,videomae", "--set", "bert.weights=TEST_BERT", "--set", "videomae.weights=TEST_VMAE",
+                     "--models", str(m), "--limit", "3", "--quiet")
+    assert r["counts"] == {"ok": 6, "failed": 0, "excluded": 0}
+    store = FeatureStore(str(tmp_path / "s"))
+    live = store.index()
+    b = store.read(live[(live.stage == "native") & (live.extractor == "bert")].iloc[0])
+    v = store.read(live[(live.stage == "native") & (live.extractor == "videomae")].iloc[0])
+    assert b.values.shape == (1, 16) and b.end[0] == pytest.approx(1.2, abs=0.05)
+    assert v.values.shape == (8, 16)  # 1.2 s at 25 fps = 30 frames -> 8 groups of 4
