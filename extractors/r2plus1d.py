@@ -55,6 +55,9 @@ class R2Plus1D(Extractor):
     def feature_names(self) -> list[str]:
         return [f"r2p1d_{i:03d}" for i in range(512)]
 
+    def batch_budget(self, device: str) -> float:
+        return self.config.clip_frames * (128 if device == "cuda" else 32)  # whole clips per model call
+
     def setup(self, device: str = "cpu") -> None:
         import torch
         from torchvision.models.video import r2plus1d_18

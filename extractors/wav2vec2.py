@@ -64,6 +64,9 @@ class Wav2Vec2(Extractor):
     def rate(self) -> float:
         return 50.0
 
+    def batch_budget(self, device: str) -> float:
+        return self.config.batch_seconds
+
     def setup(self, device: str = "cpu") -> None:
         from transformers import Wav2Vec2Model
 

@@ -126,14 +126,16 @@ def _how_to_get(w: Weights, folder: Path) -> str:
     return f"expected {', '.join(str(folder / f) for f in w.files)}; get it with {fetch + ' or ' if fetch else ''}{add}"
 
 
-def state(w: Weights, root: Path) -> tuple[str, str]:
-    """('present' | 'missing' | 'checksum mismatch' | 'unpinned', detail)."""
+def state(w: Weights, root: Path, verify: bool = True) -> tuple[str, str]:
+    """('present' | 'missing' | 'checksum mismatch' | 'unpinned', detail); ``verify=False`` skips hashing."""
     folder = root / w.name
     recorded = _recorded(folder)
     for f in w.files:
         p = folder / f
         if not p.exists():
             return "missing", str(p)
+        if not verify:
+            continue
         digest = sha256_of(p)
         expected = w.sha256.get(f) or recorded.get(f)
         if expected is None:
@@ -150,11 +152,15 @@ def pinned(name: str) -> str:
     return ";".join(w.sha256.get(f) or rec.get(f, "unpinned") for f in w.files)
 
 
-def resolve(name: str, root: str | Path | None = None) -> Path:
-    """The checked folder holding the model's files, or a WeightsError saying how to get them."""
+def resolve(name: str, root: str | Path | None = None, verify: bool = True) -> Path:
+    """The checked folder holding the model's files, or a WeightsError saying how to get them.
+
+    The client verifies the sha256 before the graph starts; workers load with ``verify=False`` (files
+    present) so that a large model is not hashed again in every worker process.
+    """
     w = get_weights(name)
     folder = models_dir(str(root) if root else None) / w.name
-    status, detail = state(w, folder.parent)
+    status, detail = state(w, folder.parent, verify)
     if status != "present":
         raise WeightsError(f"model {w.name}: {status} ({detail}); {_how_to_get(w, folder)}")
     return folder

@@ -95,14 +95,15 @@ class _ShardRunner:
         self.result = ShardResult(task.shard, len(task.clips), self.writer.counts, {}, {})
 
     def _batcher(self, name: str, ext: Extractor) -> Batcher:
+        own = ext.batch_budget(self.task.device)
         if ext.input == "audio":
-            budget, size = self.task.batch_seconds, lambda s: len(s.samples) / s.sample_rate
+            budget, size = own or self.task.batch_seconds, lambda s: len(s.samples) / s.sample_rate
         elif ext.input in ("annotation", "media"):
             budget, size = 1, lambda s: 1
         elif ext.input == "text":
             budget, size = 64, lambda s: 1
         else:
-            budget, size = self.task.batch_frames, lambda s: max(1, len(s.frames))
+            budget, size = own or self.task.batch_frames, lambda s: max(1, len(s.frames))
         return Batcher(
             ext, budget, size,
             on_result=lambda clip, item, out, dt: self._on_result(name, clip, item, out, dt),
