@@ -4,12 +4,18 @@ As Tran & Soleymani: 16 kHz audio cut into consecutive non-overlapping 3,200-sam
 last may be shorter), each passed to the module as ``module(samples=..., sample_rate=16000)`` and its
 output averaged over the module's time axis -> 5 Hz. ``trill``: ``embedding`` (512-d) or ``layer19``
 (12,288-d); ``trill_distilled``: ``embedding`` (2,048-d). TensorFlow is an optional extra
-(``pip install affect-pipeline[tf]``); torch is imported first, because importing TensorFlow before
-torch can crash the process (triton), so TRILL and torch extractors share a worker safely.
+(``pip install affect-pipeline[tf]``). The module runs in its own process (extractors/tf_server.py):
+TensorFlow in the same process as torch/triton or openSMILE crashes it, so a worker may run TRILL next to
+any other extractor.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import struct
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,21 +36,6 @@ TRILL_DISTILLED = register_weights(Weights(
     source="https://tfhub.dev/google/nonsemantic-speech-benchmark/trill-distilled/3", licence="Apache-2.0",
     preprocessing={"sample_rate": 16000, "segment_s": 0.2}, meta={"embedding": 2048},
 ))
-
-
-def import_tensorflow():  # noqa: ANN201 - the tensorflow module
-    """torch and triton first, then TensorFlow: triton loaded after TensorFlow segfaults the process (torch
-    and transformers import triton lazily, so it is imported here, before TensorFlow, when present)."""
-    import importlib
-
-    for module in ("torch", "triton"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
-    import tensorflow as tf
-
-    return tf
 
 
 @dataclass(frozen=True)
@@ -94,25 +85,33 @@ class Trill(Extractor):
         return 1.0 / self.config.segment_s
 
     def setup(self, device: str = "cpu") -> None:
-        import_tensorflow()
-        import tensorflow_hub as hub
-
-        self.module = hub.load(str(self.weights_path()))
+        step = round(self.config.segment_s * 16000)
+        self.module = subprocess.Popen(
+            [sys.executable, "-m", "extractors.tf_server", str(self.weights_path()), self.config.layer, str(step)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
+        )
+        if self.module.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"{self.name}: the TensorFlow process failed to load {self.weights_path()} "
+                               "(is `affect-pipeline[tf]` installed?)")
+        atexit.register(self.module.kill)
 
     def compute(self, batch: Sequence[AudioSegment]) -> list[Features]:
-        tf = import_tensorflow()
         self.ensure_setup()
         step = round(self.config.segment_s * 16000)
         out = []
         for seg in batch:
-            starts = np.arange(0, max(1, len(seg.samples)), step)
-            vecs = []
-            for s in starts:
-                chunk = tf.constant(seg.samples[s : s + step], dtype=tf.float32)
-                emb = self.module(samples=chunk, sample_rate=16000)[self.config.layer].numpy()
-                vecs.append(emb.reshape(-1, emb.shape[-1]).mean(axis=0))
-            ends = np.minimum(starts + step, max(len(seg.samples), 1)) / 16000
-            out.append(Features(np.stack(vecs), seg.t0 + starts / 16000, seg.t0 + ends))
+            x = np.ascontiguousarray(seg.samples, dtype="<f4")
+            self.module.stdin.write(struct.pack("<q", len(x)) + x.tobytes())
+            self.module.stdin.flush()
+            head = self.module.stdout.read(16)
+            if len(head) < 16:
+                raise RuntimeError(f"{self.name}: the TensorFlow process died")
+            rows, cols = struct.unpack("<qq", head)
+            vecs = np.frombuffer(self.module.stdout.read(4 * rows * cols), dtype="<f4").reshape(rows, cols)
+            starts = np.arange(0, max(1, len(x)), step)
+            ends = np.minimum(starts + step, max(len(x), 1)) / 16000
+            out.append(Features(vecs.astype(np.float32), seg.t0 + starts / 16000, seg.t0 + ends))
         return out
 
 
