@@ -74,6 +74,17 @@ def find_binary(configured: str = "") -> str | None:
     return None
 
 
+def version_of(exe: str) -> str:
+    """OpenFace prints no version; a build tree's CMakeLists.txt (above bin/) names it, e.g. 2.2.0."""
+    for parent in list(Path(exe).resolve().parents)[:4]:
+        cmake = parent / "CMakeLists.txt"
+        if cmake.exists():
+            m = re.search(r"project\(\s*OpenFace[^)]*VERSION\s+([\d.]+)", cmake.read_text(errors="replace"))
+            if m:
+                return m.group(1)
+    return "version unknown"
+
+
 @dataclass(frozen=True)
 class OpenFaceConfig:
     binary: str = ""  # path of FeatureExtraction; default $OPENFACE_BIN or PATH
@@ -105,7 +116,7 @@ class OpenFace(Extractor):
     @classmethod
     def available(cls) -> tuple[bool, str]:
         exe = find_binary()
-        return (True, f"FeatureExtraction at {exe}") if exe else (
+        return (True, f"FeatureExtraction at {exe} ({version_of(exe)})") if exe else (
             False, "FeatureExtraction not found: set OPENFACE_BIN or --set openface.binary=PATH")
 
     def compute(self, batch: Sequence[MediaSegment]) -> list[Features]:

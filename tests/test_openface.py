@@ -78,3 +78,14 @@ def test_openface_wrapper_end_to_end(tmp_path, standin):
     nf = store.read(aligned.loc["normal"])
     assert lc.mask.all() and not np.allclose(lc.values, nf.values)  # odd frames (conf 0.5) were dropped
     assert not store.read(aligned.loc["noface"]).mask.any()
+
+
+def test_version_from_the_build_tree(tmp_path):
+    from extractors.openface import version_of
+
+    (tmp_path / "build" / "bin").mkdir(parents=True)
+    exe = tmp_path / "build" / "bin" / "FeatureExtraction"
+    exe.write_text("")
+    assert version_of(str(exe)) == "version unknown"
+    (tmp_path / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.8)\nproject(OpenFace VERSION 2.2.0)\n")
+    assert version_of(str(exe)) == "2.2.0"
