@@ -187,6 +187,13 @@ class Extractor:
 
         return weights.models_dir() / self.weights_id
 
+    def weights_config(self) -> dict[str, Any]:
+        """The model's config.json (Hugging Face layout) if installed, else {} — sizes without loading."""
+        try:
+            return json.loads((self.weights_folder() / "config.json").read_text())
+        except (OSError, ValueError, TypeError):
+            return {}
+
     def weights_path(self):  # noqa: ANN201 - Path
         """The checked folder of this extractor's weights (raises WeightsError with how to get them)."""
         from extractors import weights

@@ -50,12 +50,7 @@ class Bert(Extractor):
     @property
     def feature_names(self) -> list[str]:
         if self._dim is None:
-            import json
-
-            try:
-                self._dim = int(json.loads((self.weights_folder() / "config.json").read_text())["hidden_size"])
-            except Exception:  # noqa: BLE001 - weights not installed yet: the registered size
-                self._dim = 768
+            self._dim = int(self.weights_config().get("hidden_size", WEIGHTS.meta["hidden"]))
         return [f"bert_{i:03d}" for i in range(self._dim)]
 
     def setup(self, device: str = "cpu") -> None:

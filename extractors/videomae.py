@@ -43,18 +43,10 @@ class VideoMAE(Extractor):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.model = None
-        cfg = self._config_json()
+        cfg = self.weights_config()
         self.window_multiple = int(cfg.get("num_frames", 16))
         self._dim = int(cfg.get("hidden_size", 768))
         self.image_size = int(cfg.get("image_size", 224))
-
-    def _config_json(self) -> dict:
-        import json
-
-        try:
-            return json.loads((self.weights_folder() / "config.json").read_text())
-        except Exception:  # noqa: BLE001 - not installed yet: VideoMAE-base's sizes
-            return {}
 
     @property
     def feature_names(self) -> list[str]:

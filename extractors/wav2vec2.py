@@ -53,11 +53,7 @@ class Wav2Vec2(Extractor):
     @property
     def feature_names(self) -> list[str]:
         if self._dim is None:
-            try:
-                cfg = json.loads((self.weights_folder() / "config.json").read_text())
-                self._dim = int(cfg["hidden_size"])
-            except Exception:  # noqa: BLE001 - weights not installed: the registered size
-                self._dim = WEIGHTS.meta["hidden"]
+            self._dim = int(self.weights_config().get("hidden_size", WEIGHTS.meta["hidden"]))
         return [f"w2v_{i:03d}" for i in range(self._dim)]
 
     @property
