@@ -74,7 +74,8 @@ def test_r2plus1d_matches_the_bare_model_with_torchvision_transforms(models):
     finally:
         weights.set_models_dir(None)
     assert f.values.shape == (2, 512)  # 8 frames + a padded group of 4
-    np.testing.assert_allclose(f.start, [0.0, 0.32]) and np.testing.assert_allclose(f.end, [0.32, 0.48])
+    np.testing.assert_allclose(f.start, [0.0, 0.32])
+    np.testing.assert_allclose(f.end, [0.32, 0.48])
     model = r2plus1d_18(weights=None)
     model.load_state_dict(torch.load(models / "TEST_R2P1D" / "r2plus1d_18-91a641e6.pth", weights_only=True))
     model.fc = torch.nn.Identity()
@@ -129,7 +130,8 @@ def test_wav2vec2_frames_pooling_and_reference(w2v_models):
     finally:
         weights.set_models_dir(None)
     assert f.values.shape == (49, 32) and ext.dim == 32  # 1 s at 16 kHz -> 49 frames of 20 ms
-    np.testing.assert_allclose(f.start[:2], [0.0, 0.02]) and np.testing.assert_allclose(f.end[0], 0.025)
+    np.testing.assert_allclose(f.start[:2], [0.0, 0.02])
+    np.testing.assert_allclose(f.end[0], 0.025)
     xn = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
     with torch.no_grad():
         ref = model(torch.from_numpy(xn)[None]).last_hidden_state[0].numpy()
@@ -178,7 +180,8 @@ def test_vggish_front_end_examples_and_network(vggish_models):
     finally:
         weights.set_models_dir(None)
     assert e.values.shape == (2, 128) and c.values.shape == (3, 512)  # 198 log-mel frames
-    np.testing.assert_allclose(e.start, [0.0, 0.96]) and np.testing.assert_allclose(e.end, [0.975, 1.935])
+    np.testing.assert_allclose(e.start, [0.0, 0.96])
+    np.testing.assert_allclose(e.end, [0.975, 1.935])
     np.testing.assert_allclose(c.start, [0.0, 0.5, 1.0])
     with torch.no_grad():
         ref = emb.model(torch.from_numpy(log_mel(x)[:96])[None, None]).numpy()[0]
@@ -240,7 +243,8 @@ def test_trill_segments_and_reference(trill_models):
     finally:
         weights.set_models_dir(None)
     assert f.values.shape == (6, 512) and l19.values.shape == (1, 12288)  # 1.0625 s -> 5 full + 1 short
-    np.testing.assert_allclose(f.start, np.arange(6) * 0.2) and np.testing.assert_allclose(f.end[-1], 17000 / 16000)
+    np.testing.assert_allclose(f.start, np.arange(6) * 0.2)
+    np.testing.assert_allclose(f.end[-1], 17000 / 16000)
     chunk = np.pad(x[:3200], (0, 16000 - 3200))
     frames = np.lib.stride_tricks.sliding_window_view(chunk, 400)[::160]
     np.testing.assert_allclose(f.values[0], (frames @ w).mean(0), rtol=1e-4, atol=1e-5)
