@@ -152,6 +152,7 @@ class Extractor:
         if not isinstance(self.config, self.Config):
             raise TypeError(f"{self.name}: config must be {self.Config.__name__}, got {type(self.config).__name__}")
         self._ready = False
+        self.model: Any = None  # loaded by setup() in extractors with learned weights
 
     # -- description ---------------------------------------------------------------------------
     @property

@@ -44,7 +44,6 @@ class Bert(Extractor):
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        self.model = None
         self._dim: int | None = None
 
     @property

@@ -49,7 +49,6 @@ class R2Plus1D(Extractor):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.window_multiple = self.config.clip_frames  # windows hold whole clips
-        self.model = None
 
     @property
     def feature_names(self) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -55,10 +54,6 @@ class ResNet18Spectrogram(Extractor):
     Config = ResNet18SpecConfig
     wants_gpu = True
     weights_name = WEIGHTS.name
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.model = None
 
     @property
     def feature_names(self) -> list[str]:

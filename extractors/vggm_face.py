@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -77,10 +76,6 @@ class VGGMFace(Extractor):
     Config = VGGMFaceConfig
     wants_gpu = True
     weights_name = WEIGHTS.name
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.model = None
 
     @property
     def feature_names(self) -> list[str]:

@@ -42,7 +42,6 @@ class VideoMAE(Extractor):
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        self.model = None
         cfg = self.weights_config()
         self.window_multiple = int(cfg.get("num_frames", 16))
         self._dim = int(cfg.get("hidden_size", 768))

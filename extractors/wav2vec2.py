@@ -47,7 +47,6 @@ class Wav2Vec2(Extractor):
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        self.model = None
         self._dim: int | None = None
 
     @property

@@ -25,7 +25,7 @@ from extractors.base import (
 )
 from pipeline.align import AlignConfig
 from pipeline.batcher import Batcher
-from pipeline.decode import ClipDecoder, MediaInfo, probe
+from pipeline.decode import ClipDecoder, ClipSource, MediaInfo, probe
 from pipeline.errors import ClipError, describe_exception
 from pipeline.face import FaceConfig, FaceTracker
 from pipeline.part_writer import PartWriter, decoded_meta, meta_from_row
@@ -63,6 +63,11 @@ class ShardResult:
     wall_s: float = 0.0
     frames: int = 0
     failures: list[str] = field(default_factory=list)
+
+
+def _declared(src: ClipSource, info: MediaInfo) -> float:
+    """The clip's duration before decoding: the segment's length, or the container's from start on."""
+    return (src.end - (src.start or 0.0)) if src.end is not None else info.duration - (src.start or 0.0)
 
 
 def process_shard(task: ShardTask) -> ShardResult:
@@ -175,7 +180,7 @@ class _ShardRunner:
         window = multiple * max(1, -(-self.task.window_frames // multiple))
         decoder = ClipDecoder(src, bool(video), bool(audio), window, self.task.max_side)
         tracker = FaceTracker(self.task.face) if any(self.exts[n].input == "faces" for n in video) else None
-        declared = (src.end - (src.start or 0.0)) if src.end is not None else info.duration - (src.start or 0.0)
+        declared = _declared(src, info)
         t, busy = time.perf_counter(), sum(b.seconds for b in self.batchers.values())
         try:
             for win in decoder.windows():
@@ -221,7 +226,7 @@ class _ShardRunner:
         """Clip facts from the container when no stream of the clip was decoded in this task."""
         src = work.source
         if src.clip_id not in self.writer.meta:
-            declared = (src.end - (src.start or 0.0)) if src.end is not None else info.duration - (src.start or 0.0)
+            declared = _declared(src, info)
             self.writer.meta[src.clip_id] = decoded_meta(work.fingerprint, declared, math.nan, declared)
 
     @staticmethod
