@@ -238,11 +238,23 @@ class Extractor:
     def ensure_setup(self, device: str = "cpu") -> None:
         if not self._ready:
             self.setup(device)
+            _follow_worker_threads()
             self._ready = True
 
     def compute(self, batch: Sequence[Any]) -> list[Features]:
         """Pure batch method: one ``Features`` per input segment, in order."""
         raise NotImplementedError
+
+
+def _follow_worker_threads() -> None:
+    """torch sizes its intra-op pool on first use; a model loaded in setup() must follow the worker's cap."""
+    import sys
+
+    from pipeline.worker_setup import worker_threads
+
+    n = worker_threads()
+    if n and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pipeline.align import AlignConfig
 from pipeline.config import DEFAULT_EXTRACTORS, ExtractConfig, parse_extractors
 from pipeline.errors import ConfigError, StoreLockedError
 from pipeline.face import FaceConfig
+from pipeline.stop import RunStopped
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Decode-once audio-visual feature extraction into a crash-safe Zarr store.")
@@ -46,14 +47,18 @@ def extract(
     limit: int | None = typer.Option(None, help="only the first N clips of the manifest"),
     force: bool = typer.Option(False, help="recompute even what is cached"),
     dry_run: bool = typer.Option(False, help="print clips, frames, extractor calls and an estimate; do no work"),
-    allow_failures: bool = typer.Option(False, help="exit 0 even when some clips failed"),
-    shard_size: int = typer.Option(8, help="clips per Dask task"),
+    allow_failures: bool = typer.Option(False, help="exit 0 even when some clips failed (git-LFS pointers become "
+                                                 "failed rows instead of refusing the run)"),
+    shard_size: int | None = typer.Option(None, help="clips per Dask task [default: auto, enough tasks to keep "
+                                                     "every worker busy, at most 16]"),
     dtype: str = typer.Option("float32", help="stored value type: float32 or float16"),
     device: str = typer.Option("auto", help="auto, cpu or cuda (GPU extractors)"),
     face_detector: str = typer.Option("haar", help="face detector of the shared face stage"),
     max_side: int | None = typer.Option(None, help="downscale frames whose longer side exceeds this"),
     models: Path | None = typer.Option(None, help="model directory for learned weights [$PIPELINE_MODELS]"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    progress_every: float = typer.Option(30.0, help="seconds between progress lines when stderr is not a terminal "
+                                                    "(batch jobs)"),
     as_json: bool = typer.Option(False, "--json", help="print the run report as JSON on stdout"),
 ) -> None:
     """Extract features for every clip of a dataset into a store (only what is not cached)."""
@@ -67,10 +72,16 @@ def extract(
             face=FaceConfig(detector=face_detector), cluster_file=str(cluster) if cluster else None, limit=limit,
             force=force, dry_run=dry_run, allow_failures=allow_failures, shard_size=shard_size, dtype=dtype,
             device=device, max_side=max_side, progress=not quiet, models_dir=str(models) if models else None,
+            progress_every=progress_every,
         )
         report = run_extract(cfg, err)
     except (ConfigError, ValueError, StoreLockedError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
+    except RunStopped as exc:
+        err.print(f"[yellow]stopped:[/yellow] {exc}", highlight=False, soft_wrap=True)
+        if as_json and exc.report is not None:
+            print(json.dumps(asdict(exc.report), indent=1))
+        raise typer.Exit(exc.code) from None
     if as_json:
         print(json.dumps(asdict(report), indent=1))
     else:
@@ -127,20 +138,37 @@ def status(store: str = typer.Argument(..., help="store path or URL")) -> None:
 
 
 @app.command()
-def verify(store: str = typer.Argument(..., help="store path or URL")) -> None:
-    """Check every committed entry: readable, finite, shapes and offsets consistent with the index."""
-    from stores.feature_store import FeatureStore
-    from stores.verify import verify as run_verify
+def verify(
+    store: str = typer.Argument(..., help="store path or URL"),
+    repair: bool = typer.Option(False, help="mark every damaged entry as failed, so the next extract recomputes "
+                                            "exactly those"),
+    cluster: Path | None = typer.Option(None, help="dask_cluster.yaml (default: embedded LocalCluster)"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Check every committed chunk (present, CRC-32C, decodes) and entry (finite, shapes and offsets match the index).
+
+    Exit 1 when anything is wrong, one line per damaged entry."""
+    from pipeline.verify_run import run_verify
 
     try:
-        problems = run_verify(FeatureStore(store))
-    except FileNotFoundError as exc:
+        r = run_verify(store, str(cluster) if cluster else None, fix=repair, console=err, progress=not quiet)
+    except (ConfigError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
-    for p in problems:
-        out.print(f"[red]problem[/red] {p}", highlight=False)
-    if problems:
+    except RunStopped as exc:
+        err.print(f"[yellow]stopped:[/yellow] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.code) from None
+    for p in r.problems:
+        out.print(f"[red]problem[/red] {escape(p.line())}", highlight=False, soft_wrap=True)
+    if r.repaired:
+        out.print(f"marked {r.repaired} entries for recomputation; run your `pipeline extract` command again to "
+                  "recompute exactly those", highlight=False)
+    if r.problems:
+        if not repair:
+            out.print(f"{len(r.problems)} problem(s) in {r.parts} parts / {r.entries} entries; "
+                      f"`pipeline verify {store} --repair` marks the damaged entries for recomputation",
+                      highlight=False)
         raise typer.Exit(1)
-    out.print(f"store {store}: OK")
+    out.print(f"store {store}: OK ({r.parts} parts, {r.entries} entries, every chunk present and checksummed)")
 
 
 datasets_app = typer.Typer(help="Dataset recipes: list them, or check a copy of a corpus.")

@@ -1,17 +1,21 @@
 """Which Dask cluster runs the graph: an embedded LocalCluster, a running scheduler, or dask-jobqueue.
 
 Chosen by ``dask_cluster.yaml`` (``--cluster FILE``). Everything is validated before any work starts.
-Scheduler and dashboard bind to 127.0.0.1 unless the file says otherwise.
+Everything listens on 127.0.0.1 unless the file says otherwise (``interface:`` for a real cluster's
+private network); ``jobqueue`` takes every option of dask-jobqueue's cluster class as it is.
 """
 
 from __future__ import annotations
 
+import inspect
+import ipaddress
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import psutil
 import yaml
@@ -21,10 +25,13 @@ from pipeline.errors import ConfigError
 MODES = ("local", "scheduler", "jobqueue")
 JOBQUEUE_SYSTEMS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster", "sge": "SGECluster",
                     "htcondor": "HTCondorCluster"}
+PRELOAD = "pipeline.worker_setup"
+_COMMON_KEYS = {"no_workers_timeout"}
 _LOCAL_KEYS = {"n_workers", "threads_per_worker", "memory_limit", "host", "dashboard_address", "resources"}
 _SCHED_KEYS = {"address", "timeout"}
-_JQ_KEYS = {"system", "cores", "memory", "walltime", "queue", "account", "processes", "jobs", "job_extra_directives",
-            "job_script_prologue", "interface", "gpus_per_job", "local_directory", "log_directory", "wait_timeout"}
+# ours; everything else in `jobqueue:` goes to dask-jobqueue's cluster class unchanged
+_JQ_OWN_KEYS = {"system", "jobs", "gpus_per_job", "wait_timeout", "max_resubmissions"}
+DEFAULT_NO_WORKERS_TIMEOUT = {"local": 60.0, "scheduler": 300.0, "jobqueue": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,32 @@ class ClusterConfig:
     local: dict[str, Any] = field(default_factory=dict)
     scheduler: dict[str, Any] = field(default_factory=dict)
     jobqueue: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def section(self) -> dict[str, Any]:
+        return {"local": self.local, "scheduler": self.scheduler, "jobqueue": self.jobqueue}[self.mode]
+
+    @property
+    def no_workers_timeout(self) -> float:
+        """Seconds without any worker (while work remains) before the run stops with an error."""
+        v = self.section.get("no_workers_timeout")
+        if v is None and self.mode == "jobqueue":
+            v = self.jobqueue.get("wait_timeout")
+        return float(v) if v is not None else DEFAULT_NO_WORKERS_TIMEOUT[self.mode]
+
+
+def jobqueue_keys(system: str) -> set[str]:
+    """Every option dask-jobqueue's cluster class for ``system`` accepts (read from its signatures)."""
+    import dask_jobqueue
+    from dask_jobqueue.core import Job, JobQueueCluster
+
+    cls = getattr(dask_jobqueue, JOBQUEUE_SYSTEMS[system])
+    names: set[str] = set()
+    for fn in (cls.job_cls.__init__, Job.__init__, JobQueueCluster.__init__):
+        names |= {p for p, v in inspect.signature(fn).parameters.items()
+                  if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)}
+    return names - {"self", "scheduler", "name", "loop", "asynchronous", "job_cls", "base_class_kwargs",
+                    "config_name", "job_kwargs"}
 
 
 def _check_keys(section: str, given: dict, allowed: set[str], source: str) -> None:
@@ -61,22 +94,26 @@ def load(path: str | None) -> ClusterConfig:
     if mode not in MODES:
         raise ConfigError(f"--cluster {path}: mode must be one of {MODES}, not {mode!r}")
     local, sched, jq = raw.get("local") or {}, raw.get("scheduler") or {}, raw.get("jobqueue") or {}
-    _check_keys("local", local, _LOCAL_KEYS, path)
-    _check_keys("scheduler", sched, _SCHED_KEYS, path)
-    _check_keys("jobqueue", jq, _JQ_KEYS, path)
+    _check_keys("local", local, _LOCAL_KEYS | _COMMON_KEYS, path)
+    _check_keys("scheduler", sched, _SCHED_KEYS | _COMMON_KEYS, path)
     for key in ("n_workers", "threads_per_worker"):
         v = local.get(key, "auto")
         if v != "auto" and (not isinstance(v, int) or v < 1):
             raise ConfigError(f"--cluster {path}: local.{key} must be a positive integer or 'auto', not {v!r}")
     if mode == "scheduler" and not sched.get("address"):
         raise ConfigError(f"--cluster {path}: mode 'scheduler' needs scheduler.address (e.g. tcp://127.0.0.1:8786)")
-    if mode == "jobqueue":
+    if mode == "jobqueue" or jq:
         system = jq.get("system")
         if system not in JOBQUEUE_SYSTEMS:
             raise ConfigError(f"--cluster {path}: jobqueue.system must be one of {sorted(JOBQUEUE_SYSTEMS)}")
+        _check_keys("jobqueue", jq, jobqueue_keys(system) | _JQ_OWN_KEYS | _COMMON_KEYS, path)
         for key in ("cores", "memory"):
             if key not in jq:
                 raise ConfigError(f"--cluster {path}: jobqueue.{key} is required")
+    for section, values in (("local", local), ("scheduler", sched), ("jobqueue", jq)):
+        v = values.get("no_workers_timeout")
+        if v is not None and (not isinstance(v, int | float) or v <= 0):
+            raise ConfigError(f"--cluster {path}: {section}.no_workers_timeout must be seconds > 0, not {v!r}")
     return ClusterConfig(mode, local, sched, jq)
 
 
@@ -85,7 +122,7 @@ def _local_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     n = cfg.get("n_workers", "auto")
     n = cores if n == "auto" else n
     threads = cfg.get("threads_per_worker", "auto")
-    threads = 1 if threads == "auto" else threads
+    threads = max(1, cores // n) if threads == "auto" else threads
     memory = cfg.get("memory_limit", "auto")
     if memory == "auto":
         memory = int(psutil.virtual_memory().total * 0.9 / n)
@@ -95,7 +132,8 @@ def _local_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "n_workers": n, "threads_per_worker": threads, "memory_limit": memory, "processes": True,
         "host": cfg.get("host", "127.0.0.1"), "dashboard_address": cfg.get("dashboard_address", "127.0.0.1:0"),
-        "resources": resources or None,
+        "worker_dashboard_address": None,  # per-worker dashboards off: the scheduler's shows every worker
+        "resources": resources or None, "preload": [PRELOAD], "silence_logs": 40,  # logging.ERROR
     }
 
 
@@ -116,15 +154,91 @@ def _gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+class Session:
+    """A connected client, plus what the driver needs to keep a run alive: slots, lost-job replacement."""
+
+    def __init__(self, cfg: ClusterConfig, client: Any, cluster: Any = None) -> None:
+        self.cfg, self.client, self.cluster = cfg, client, cluster
+        self.resubmitted = 0
+        self._seen: set[str] = set()
+        self.max_resubmissions = int(cfg.jobqueue.get("max_resubmissions", 2 * int(cfg.jobqueue.get("jobs", 1))))
+
+    def workers(self) -> dict[str, dict]:
+        try:
+            info = self.client.scheduler_info(n_workers=-1)  # newer distributed lists 5 workers by default
+        except TypeError:
+            info = self.client.scheduler_info()
+        return info.get("workers", {})
+
+    def slots(self) -> int:
+        """Task slots (worker threads) now, or the configured number while workers are still starting."""
+        n = sum(int(w.get("nthreads", 1)) for w in self.workers().values())
+        if n:
+            return n
+        if self.cfg.mode == "jobqueue":
+            return int(self.cfg.jobqueue.get("jobs", 1)) * int(self.cfg.jobqueue.get("cores", 1))
+        return _local_kwargs(self.cfg.local)["n_workers"] if self.cfg.mode == "local" else 1
+
+    def replace_lost_jobs(self) -> int:
+        """Resubmit worker jobs whose worker left the scheduler (walltime, scancel, node failure), up to a cap.
+
+        dask-jobqueue forgets a lost job's worker after ``distributed.deploy.lost-worker-timeout``; asking
+        for the configured number of jobs again then submits a replacement. Returns jobs resubmitted now.
+        """
+        if self.cfg.mode != "jobqueue" or self.cluster is None:
+            return 0
+        self._seen |= set(self.cluster.workers)  # a job counts once it was submitted (sbatch returned)
+        lost = sorted((self._seen - set(self.cluster.workers)) & set(self.cluster.worker_spec))
+        room = self.max_resubmissions - self.resubmitted
+        if not lost or room <= 0:
+            return 0
+        lost = lost[:room]
+        for name in lost:  # forget the lost jobs, then ask for as many again: new names, new jobs
+            del self.cluster.worker_spec[name]
+        self.cluster.scale(jobs=len(self.cluster.worker_spec) + len(lost))
+        self.resubmitted += len(lost)
+        return len(lost)
+
+    def exposure_warnings(self) -> list[str]:
+        """One line per address of this run that is reachable from outside the machine."""
+        found: dict[str, str] = {}
+        try:
+            info = self.client.scheduler_info()
+        except Exception:  # noqa: BLE001 - warnings are best effort
+            return []
+        found[info.get("address", "")] = "scheduler"
+        for addr, w in self.workers().items():
+            found.setdefault(addr, "worker")
+            if (w.get("services") or {}).get("dashboard"):
+                host = urlparse(addr).hostname or ""
+                found.setdefault(f"http://{host}:{w['services']['dashboard']}", "worker dashboard")
+        link = getattr(self.client, "dashboard_link", None)
+        if link:
+            found.setdefault(link, "dashboard")
+        return [f"the {what} listens on {addr}: reachable from other machines on that network (set "
+                "`interface:` or `host: 127.0.0.1` in the cluster file; docs/cluster.md)"
+                for addr, what in found.items() if addr and not is_loopback(addr)]
+
+
+def is_loopback(address: str) -> bool:
+    host = urlparse(address if "://" in address else f"tcp://{address}").hostname or ""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @contextmanager
-def client_for(cfg: ClusterConfig) -> Iterator[Any]:
-    """A connected ``distributed.Client``; clusters it started are closed on exit."""
+def client_for(cfg: ClusterConfig) -> Iterator[Session]:
+    """A connected session; clusters it started are closed on exit."""
     from distributed import Client, LocalCluster
 
     if cfg.mode == "scheduler":
         client = Client(cfg.scheduler["address"], timeout=cfg.scheduler.get("timeout", "30s"))
         try:
-            yield client
+            yield Session(cfg, client)
         finally:
             client.close()
         return
@@ -132,24 +246,39 @@ def client_for(cfg: ClusterConfig) -> Iterator[Any]:
         cluster = make_jobqueue_cluster(cfg.jobqueue)
         cluster.scale(jobs=int(cfg.jobqueue.get("jobs", 1)))
         with cluster, Client(cluster) as client:
-            client.wait_for_workers(1, timeout=cfg.jobqueue.get("wait_timeout", 3600))
-            yield client
+            yield Session(cfg, client, cluster)
         return
     with LocalCluster(**_local_kwargs(cfg.local)) as cluster, Client(cluster) as client:
-        yield client
+        yield Session(cfg, client, cluster)
+
+
+def _has_flag(args: list[str], *flags: str) -> bool:
+    return any(a == f or a.startswith(f + "=") for a in args for f in flags)
 
 
 def make_jobqueue_cluster(jq: dict[str, Any]) -> Any:
+    """dask-jobqueue's cluster for ``jq`` with our defaults: loopback unless an interface is named, preload."""
     import dask_jobqueue
 
     cls = getattr(dask_jobqueue, JOBQUEUE_SYSTEMS[jq["system"]])
-    kwargs = {k: v for k, v in jq.items() if k not in ("system", "jobs", "gpus_per_job", "wait_timeout")}
-    kwargs.setdefault("scheduler_options", {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"})
+    kwargs = {k: v for k, v in jq.items() if k not in _JQ_OWN_KEYS | _COMMON_KEYS}
+    args = [str(a) for a in kwargs.get("worker_extra_args") or []]
+    private = bool(kwargs.get("interface")) or _has_flag(args, "--host", "--interface", "--listen-address")
+    if not private:  # one node (or a login node that runs everything): nothing leaves the machine
+        kwargs.setdefault("scheduler_options", {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"})
+        args += [] if _has_flag(args, "--host") else ["--host", "127.0.0.1"]
+    else:
+        kwargs.setdefault("scheduler_options", {"dashboard_address": "127.0.0.1:0"})
+    if not _has_flag(args, "--dashboard-address", "--no-dashboard", "--dashboard"):
+        args += ["--dashboard-address", "127.0.0.1:0"] if not private else ["--no-dashboard"]
+    if not _has_flag(args, "--preload"):
+        args += ["--preload", PRELOAD]
     gpus = int(jq.get("gpus_per_job", 0))
     if gpus:
-        kwargs["worker_extra_args"] = [*kwargs.get("worker_extra_args", []), "--resources", f"GPU={gpus}"]
+        args += ["--resources", f"GPU={gpus}"]
         if jq["system"] == "slurm":
             kwargs["job_extra_directives"] = [*kwargs.get("job_extra_directives", []), f"--gres=gpu:{gpus}"]
+    kwargs["worker_extra_args"] = args
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:

@@ -28,7 +28,7 @@ class ExtractConfig:
     force: bool = False
     dry_run: bool = False
     allow_failures: bool = False
-    shard_size: int = 8
+    shard_size: int | None = None  # clips per task; None: sized to keep every worker busy (plan.auto_shard_size)
     window_frames: int = 32
     batch_frames: int = 64  # video frames per extractor call (across clips)
     batch_seconds: float = 120.0  # seconds of audio per extractor call (across clips)
@@ -36,10 +36,11 @@ class ExtractConfig:
     dtype: str = "float32"
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True
+    progress_every: float = 30.0  # seconds between plain progress lines when stderr is not a terminal
     models_dir: str | None = None  # learned weights (--models / $PIPELINE_MODELS / user cache)
 
     def __post_init__(self) -> None:
-        if self.shard_size < 1:
+        if self.shard_size is not None and self.shard_size < 1:
             raise ConfigError("--shard-size must be >= 1")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("--limit must be >= 1")

@@ -18,6 +18,7 @@ import numpy as np
 
 from extractors.base import VideoSegment
 from pipeline.errors import ClipError
+from pipeline.worker_setup import worker_threads
 
 SAMPLE_RATE = 16000
 
@@ -127,6 +128,8 @@ class ClipDecoder:
             streams = []
             if self.want_video:
                 v.thread_type = "AUTO"
+                if worker_threads():  # FFmpeg's frame threads follow the worker's share of the cores
+                    v.thread_count = worker_threads()
                 streams.append(v)
             if self.want_audio and not separate_audio:
                 streams.append(a)

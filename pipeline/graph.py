@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from extractors import registry, weights
 from pipeline import __version__, cluster, manifest, plan
 from pipeline.config import ExtractConfig
+from pipeline.dispatch import Dispatcher, NoWorkers
 from pipeline.errors import ConfigError
+from pipeline.progress import TOPIC, RunProgress
 from pipeline.shard import ShardResult, ShardTask, process_shard
+from pipeline.stop import RunStopped, StopSignals
 from stores import index
 from stores.feature_store import FeatureStore
 from stores.lock import StoreLock
@@ -37,6 +38,8 @@ class RunReport:
     counts: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0, "excluded": 0})
     decode_s: float = 0.0
     frames: int = 0
+    clips_done: int = 0
+    media_s: float = 0.0
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
     task_errors: list[str] = field(default_factory=list)
@@ -52,6 +55,8 @@ class RunReport:
             self.counts[k] = self.counts.get(k, 0) + v
         self.decode_s += r.decode_s
         self.frames += r.frames
+        self.clips_done += r.clips
+        self.media_s += r.media_s
         self.failures.extend(r.failures)
 
 
@@ -67,7 +72,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
                 weights.resolve(ext.weights_id)
             except weights.WeightsError as exc:
                 raise ConfigError(f"extractor {name}: {exc}") from None
-    clips = manifest.build(cfg.dataset, cfg.root, cfg.limit)
+    clips, refused = manifest.build_with_refusals(cfg.dataset, cfg.root, cfg.limit, keep_refused=cfg.allow_failures)
     targets = manifest.get_dataset(cfg.dataset).targets  # frame-level targets always travel with the features
     if any(t not in cfg.extractors for t in targets):
         cfg = replace(cfg, extractors={**cfg.extractors, **{t: {} for t in targets if t not in cfg.extractors}})
@@ -76,7 +81,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         live = store.index() if store else index.empty()
         return _dry_run(cfg, plan.make_plan(cfg, live=live, manifest=clips), live)
     store = FeatureStore(cfg.store, create=True)
-    with StoreLock(store.fs):
+    with StoreLock(store.fs), StopSignals(lambda line: console.print(line, highlight=False)) as stop:
         store.save_manifest(clips)
         p = plan.make_plan(cfg, clips, store.index())
         for name, desc in p.descriptions.items():
@@ -89,13 +94,40 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
             store.set_group_attrs("aligned", cfg.align.view, name, {**attrs, "rate": cfg.align.rate,
                                                                      "align": asdict(cfg.align)})
         report = RunReport(p.run_id, p.clips, len(p.work), p.cached)
+        p.work = _refuse(store, p, refused, report)
+        stopped = None
         if p.work:
-            _run_tasks(cfg, cluster_cfg, store, p, report, console)
-        live = index.compact(store.fs)
-        store.garbage_collect(live)
+            try:
+                _run_tasks(cfg, cluster_cfg, store, p, report, console, stop)
+            except NoWorkers as exc:
+                stopped = RunStopped(f"{exc}", 1)
+        if stop.requested:
+            stopped = RunStopped(f"stopped by {stop.name}", stop.exit_code())
         report.wall_s = time.perf_counter() - t0
         store.fs.write_atomic(f"runs/{p.run_id}.json", lambda f: f.write(json.dumps(asdict(report), indent=1).encode()))
+        if stopped is not None:
+            done = report.counts["ok"] + report.counts["failed"] + report.counts["excluded"]
+            raise RunStopped(
+                f"{stopped}. This run committed {report.counts['ok']} results ({done} entries, "
+                f"{report.clips_done} of {len(p.work)} clips that needed work); nothing committed is lost. "
+                "Run the same command to resume: committed work is skipped.", stopped.code, report)
+        live = index.compact(store.fs)
+        store.garbage_collect(live)
     return report
+
+
+def _refuse(store: FeatureStore, p: plan.Plan, refused: dict[str, str], report: RunReport) -> list:
+    """Clips that cannot be processed at all (git-LFS pointers): a failed row per extractor, not a task."""
+    if not refused:
+        return p.work
+    rows = [{"clip_id": w.source.clip_id, "stage": "native", "view": "", "extractor": name, "key": w.keys[name],
+             "status": "failed", "reason": refused[w.source.clip_id], "run_id": p.run_id}
+            for w in p.work if w.source.clip_id in refused for name in w.native]
+    if rows:
+        index.commit(store.fs, rows, f"refused-{p.run_id}")
+        report.counts["failed"] += len(rows)
+        report.failures.extend(f"{r['clip_id']}: {r['reason']}" for r in rows)
+    return [w for w in p.work if w.source.clip_id not in refused]
 
 
 def _exists(url: str) -> bool:
@@ -123,58 +155,35 @@ def _device(cfg: ExtractConfig, client: Any, p: plan.Plan) -> tuple[str, dict | 
 
 
 def _run_tasks(cfg: ExtractConfig, cluster_cfg: cluster.ClusterConfig, store: FeatureStore, p: plan.Plan,
-               report: RunReport, console: Console) -> None:
-    from distributed import as_completed
-
-    groups = plan.shards(p, cfg.shard_size)
-    with cluster.client_for(cluster_cfg) as client:
+               report: RunReport, console: Console, stop: StopSignals) -> None:
+    with cluster.client_for(cluster_cfg) as session:
+        client = session.client
         link = getattr(client, "dashboard_link", None)
         if link and cfg.progress:
             console.print(f"Dask dashboard: {link}")
         device, resources = _device(cfg, client, p)
-        tasks = [
-            ShardTask(store.url, p.run_id, i, g, cfg.extractors, p.descriptions, cfg.face, cfg.align, cfg.dtype,
-                      cfg.window_frames, cfg.batch_frames, cfg.batch_seconds, cfg.max_side, device,
-                      str(weights.models_dir()))
-            for i, g in enumerate(groups)
-        ]
-        futures = [client.submit(process_shard, t, key=f"shard-{p.run_id}-{t.shard}", pure=False,
-                                 resources=resources) for t in tasks]
-        sizes = {f.key: len(t.clips) for f, t in zip(futures, tasks)}
-        with _progress(cfg.progress, console, len(p.work)) as advance:
-            for fut in as_completed(futures):
-                try:
-                    report.add(fut.result())
-                except Exception as exc:  # noqa: BLE001 - a task that died for good: the rest goes on
-                    report.task_errors.append(f"{fut.key}: {type(exc).__name__}: {exc}")
-                advance(sizes[fut.key])
+        size = cfg.shard_size or plan.auto_shard_size(len(p.work), session.slots())
+        groups = plan.shards(p, size)
+        tasks = (ShardTask(store.url, p.run_id, i, g, cfg.extractors, p.descriptions, cfg.face, cfg.align, cfg.dtype,
+                           cfg.window_frames, cfg.batch_frames, cfg.batch_seconds, cfg.max_side, device,
+                           str(weights.models_dir()))
+                 for i, g in enumerate(groups))
+        progress = RunProgress(console, len(p.work), cfg.progress, cfg.progress_every)
+        client.subscribe_topic(TOPIC, progress.event)
 
+        def done(task: ShardTask, r: ShardResult) -> None:
+            report.add(r)
+            progress.shard_done(task.shard, len(task.clips), r.media_s)
 
-class _progress:
-    """A rich progress bar with clips/s and ETA (or nothing, for --quiet)."""
+        def failed(task: ShardTask, exc: BaseException) -> None:
+            report.task_errors.append(f"shard {task.shard} ({len(task.clips)} clips, e.g. "
+                                      f"{task.clips[0].source.clip_id}): {type(exc).__name__}: {exc}")
+            progress.shard_done(task.shard, len(task.clips), 0.0)
 
-    def __init__(self, enabled: bool, console: Console, total: int) -> None:
-        self.enabled, self.console, self.total = enabled, console, total
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        self.bar = Progress(TextColumn("extract"), BarColumn(), MofNCompleteColumn(), TextColumn("clips"),
-                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), console=self.console)
-        self.bar.__enter__()
-        self.task = self.bar.add_task("extract", total=self.total, rate="")
-        self.t0, self.done = time.perf_counter(), 0
-        return self.advance
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        rate = self.done / max(1e-9, time.perf_counter() - self.t0)
-        self.bar.update(self.task, advance=n, rate=f"{rate:.1f} clips/s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc)
+        with progress:
+            Dispatcher(session, console, stop, progress).run(
+                process_shard, tasks, key=lambda t: f"shard-{p.run_id}-{t.shard}", on_done=done, on_error=failed,
+                resources=resources)
 
 
 def _dry_run(cfg: ExtractConfig, p: plan.Plan, live: Any) -> RunReport:
@@ -197,7 +206,8 @@ def _dry_run(cfg: ExtractConfig, p: plan.Plan, live: Any) -> RunReport:
         frames += int(round(dur * info.fps))
     report.frames = frames
     report.estimate = {"media_seconds": round(seconds, 2), "frames": frames, "extractor_calls": p.native_calls,
-                       "unreadable": unreadable, "shards": math.ceil(len(p.work) / cfg.shard_size)}
+                       "unreadable": unreadable,
+                       "shards": math.ceil(len(p.work) / (cfg.shard_size or plan.MAX_AUTO_SHARD))}
     ok = live[(live["stage"] == "native") & (live["status"] == "ok")] if len(live) else live
     known = {}
     for name, n in p.native_calls.items():

@@ -124,20 +124,36 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def build(dataset: str, root: str | Path, limit: int | None = None) -> pd.DataFrame:
+    """The manifest; refuses a corpus with git-LFS pointer files in place of media (see ``build_with_refusals``)."""
+    return build_with_refusals(dataset, root, limit, keep_refused=False)[0]
+
+
+def build_with_refusals(dataset: str, root: str | Path, limit: int | None = None,
+                        keep_refused: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The manifest, and the clips that cannot be processed at all (clip_id -> reason).
+
+    A git-LFS pointer in place of a media file is such a clip. Without ``keep_refused`` (no
+    ``--allow-failures``) one pointer refuses the run up front; with it, each pointer becomes that
+    clip's failed result, with the same reason, and the rest of the corpus runs.
+    """
     adapter = get_dataset(dataset)
     root = Path(root).expanduser()
     if not root.exists():
         raise ConfigError(f"--root {root} does not exist")
     df = normalise(adapter.manifest(root), f"dataset {dataset!r} at {root}")
+    if limit is not None:
+        df = df.head(limit)
     from pipeline.datasets.checks import lfs_pointers
 
     files = [str(p) for col in ("media_path", "audio_path") for p in df[col].dropna().unique()]
-    bad = lfs_pointers(files)
-    if bad:
-        raise ConfigError(
-            f"dataset {dataset!r}: {len(bad)} media files are git-LFS pointers, not media (e.g. {bad[0]}); "
-            "run `git lfs pull` in your clone or download the release archives"
-        )
-    if limit is not None:
-        df = df.head(limit)
-    return df.reset_index(drop=True)
+    bad = set(lfs_pointers(files))
+    fix = "run `git lfs pull` in your clone or download the release archives"
+    if bad and not keep_refused:
+        raise ConfigError(f"dataset {dataset!r}: {len(bad)} media files are git-LFS pointers, not media "
+                          f"(e.g. {sorted(bad)[0]}); {fix} (or pass --allow-failures to record them as failed)")
+    refused = {}
+    for r in df.itertuples(index=False):
+        pointer = next((p for p in (r.media_path, r.audio_path) if isinstance(p, str) and p in bad), None)
+        if pointer:
+            refused[str(r.clip_id)] = f"input: {pointer} is a git-LFS pointer, not media ({fix})"
+    return df.reset_index(drop=True), refused

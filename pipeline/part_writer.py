@@ -92,7 +92,9 @@ class PartWriter:
         if not (p.ok or p.failed or p.excluded):
             return
         entries = sorted([(c, k) for c, _, k, _ in p.ok] + [(c, k) for c, k, _ in p.failed + p.excluded])
-        pid = cache_key.part_id(stage, view, ext, entries, [c for c, *_ in p.failed])
+        # named by content *and* run: a retried task of this run finds its part committed; a later run that
+        # recomputes the same entries (after `verify --repair`) never reuses a damaged part's name
+        pid = cache_key.part_id(self.run_id, stage, view, ext, entries, [c for c, *_ in p.failed])
         rows = []
         if p.ok:
             attrs = {"extractor": self.descriptions[ext], "stage": stage, "view": view,

@@ -7,6 +7,7 @@ media, segment and configuration produce. Failed entries are retried; excluded o
 from __future__ import annotations
 
 import dataclasses
+import math
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,6 +104,14 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
 
 def _by_entry(rows: pd.DataFrame) -> dict[tuple[str, str], dict]:
     return {(r["clip_id"], r["extractor"]): r for r in rows.to_dict("records")}
+
+
+MAX_AUTO_SHARD = 16
+
+
+def auto_shard_size(clips: int, slots: int, per_slot: int = 4) -> int:
+    """Clips per task: enough tasks for ``per_slot`` per worker slot (so no core idles at the end), at most 16."""
+    return max(1, min(MAX_AUTO_SHARD, math.ceil(clips / max(1, slots * per_slot))))
 
 
 def shards(plan: Plan, size: int) -> list[list[ClipWork]]:

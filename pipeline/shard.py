@@ -30,6 +30,7 @@ from pipeline.errors import ClipError, describe_exception
 from pipeline.face import FaceConfig, FaceTracker
 from pipeline.part_writer import PartWriter, decoded_meta, meta_from_row
 from pipeline.plan import ClipWork
+from pipeline.progress import Reporter
 from stores.feature_store import FeatureStore
 
 
@@ -62,6 +63,7 @@ class ShardResult:
     decode_s: float = 0.0
     wall_s: float = 0.0
     frames: int = 0
+    media_s: float = 0.0  # seconds of media of the shard's clips (progress counts them)
     failures: list[str] = field(default_factory=list)
 
 
@@ -98,6 +100,7 @@ class _ShardRunner:
         self.ready: list[tuple[str, str, Features]] = []  # finished results waiting for their clip's facts
         self.batchers = {n: self._batcher(n, e) for n, e in self.exts.items()}
         self.result = ShardResult(task.shard, len(task.clips), self.writer.counts, {}, {})
+        self.progress = Reporter(task.shard)
 
     def _batcher(self, name: str, ext: Extractor) -> Batcher:
         own = ext.batch_budget(self.task.device)
@@ -130,6 +133,10 @@ class _ShardRunner:
                     self.writer.add_aligned(clip, name, self.store.read(row), row["key"])
                 except Exception as exc:  # noqa: BLE001 - unreadable stored result: recompute next run
                     self.result.failures.append(f"{clip}: align {name}: {exc}")
+        meta = self.writer.meta.get(clip)
+        if meta is not None and math.isfinite(meta.duration):
+            self.result.media_s += meta.duration
+            self.progress.report(clip, meta.duration, meta.duration, force=True)
 
     def _extract(self, work: ClipWork) -> None:
         src, clip = work.source, work.source.clip_id
@@ -184,6 +191,8 @@ class _ShardRunner:
         t, busy = time.perf_counter(), sum(b.seconds for b in self.batchers.values())
         try:
             for win in decoder.windows():
+                if len(win.ends):
+                    self.progress.report(clip, float(win.ends[-1]), declared)
                 faces = tracker.process(win) if tracker is not None else None
                 for n in video:
                     self.batchers[n].add(faces if self.exts[n].input == "faces" else win)

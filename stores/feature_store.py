@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from extractors.base import Features
 from pipeline import __version__
@@ -35,7 +35,9 @@ from stores.fs import StoreFS
 FORMAT = "affect-pipeline-store"
 FORMAT_VERSION = 1
 CHUNK_BYTES = 1 << 20
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+# every chunk carries a CRC-32C of its compressed bytes: a flipped bit or a truncated file fails loudly
+_COMPRESSOR = (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"), Crc32cCodec())
+ARRAYS = ("values", "times", "mask", "confidence")
 
 
 def extractor_group(stage: str, view: str, extractor: str) -> str:

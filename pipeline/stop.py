@@ -1,0 +1,66 @@
+"""Ctrl-C and SIGTERM for a running driver: the first asks for a clean stop, the second exits at once.
+
+SLURM sends SIGTERM at walltime and on ``scancel`` of a batch driver; a terminal sends SIGINT. Either
+way the run stops submitting, gives running tasks a short grace period to commit (commits are
+idempotent, so abandoning them is also safe), closes the cluster, says what is committed and how to
+resume, and exits 130 (SIGINT) or 143 (SIGTERM), as shells expect.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class RunStopped(Exception):
+    """The run ended before its work was done; ``code`` is the process exit status to use."""
+
+    def __init__(self, message: str, code: int, report: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.report = code, report
+
+
+class StopSignals:
+    """Context manager: installs the two-step handlers in the main thread, restores the old ones on exit."""
+
+    def __init__(self, announce: Any = None) -> None:
+        self.signum: int | None = None
+        self._announce = announce or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._old: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def exit_code(self) -> int:
+        return 128 + int(self.signum or 0)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            self._announce(f"{signal.Signals(signum).name} again: exiting now. Everything committed so far is kept; "
+                           "run the same command to resume.")
+            os._exit(128 + signum)
+        self.signum = signum
+        self._announce(f"{signal.Signals(signum).name}: stopping — no new tasks; running tasks get a few seconds to "
+                       "commit. Press Ctrl-C again to exit at once.")
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in SIGNALS:
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
