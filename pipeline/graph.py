@@ -40,6 +40,8 @@ class RunReport:
     frames: int = 0
     clips_done: int = 0
     media_s: float = 0.0
+    tasks: int = 0
+    max_in_flight: int = 0  # tasks submitted at once, at most (the driver's window)
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
     task_errors: list[str] = field(default_factory=list)
@@ -180,10 +182,12 @@ def _run_tasks(cfg: ExtractConfig, cluster_cfg: cluster.ClusterConfig, store: Fe
                                       f"{task.clips[0].source.clip_id}): {type(exc).__name__}: {exc}")
             progress.shard_done(task.shard, len(task.clips), 0.0)
 
+        report.tasks = len(groups)
+        dispatcher = Dispatcher(session, console, stop, progress)
         with progress:
-            Dispatcher(session, console, stop, progress).run(
-                process_shard, tasks, key=lambda t: f"shard-{p.run_id}-{t.shard}", on_done=done, on_error=failed,
-                resources=resources)
+            dispatcher.run(process_shard, tasks, key=lambda t: f"shard-{p.run_id}-{t.shard}", on_done=done,
+                           on_error=failed, resources=resources)
+        report.max_in_flight = dispatcher.in_flight_max
 
 
 def _dry_run(cfg: ExtractConfig, p: plan.Plan, live: Any) -> RunReport:

@@ -19,6 +19,8 @@ from stores.feature_store import FeatureStore
 from stores.lock import StoreLock
 from stores.verify import PartCheck, Problem, check_parts, plan_checks, repair
 
+IN_PROCESS_PARTS = 256
+
 
 @dataclass
 class VerifyReport:
@@ -35,7 +37,10 @@ def run_verify(url: str, cluster_file: str | None = None, fix: bool = False, con
     store = FeatureStore(url)
     tasks, problems = plan_checks(store)
     report = VerifyReport(sum(len(t) for t in tasks), sum(len(c.rows) for t in tasks for c in t), problems)
-    if tasks:
+    if tasks and cluster_file is None and report.parts <= IN_PROCESS_PARTS:
+        for t in tasks:  # a small store: starting a cluster would cost more than the check
+            report.problems.extend(check_parts(t))
+    elif tasks:
         with StopSignals(lambda line: console.print(line, highlight=False)) as stop:
             try:
                 _run(cfg, tasks, report, console, stop, RunProgress(console, report.parts, progress, progress_every,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,37 @@ def cli(*args: str, timeout: float = 300, check: bool = False) -> subprocess.Com
 def extract_json(*args: str, check: bool = True) -> dict:
     proc = cli("extract", *args, "--json", check=check)
     return json.loads(proc.stdout)
+
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A `dask scheduler` and two `dask worker` processes (no nanny), on loopback."""
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    time.sleep(1.5)
+    for _ in range(2):
+        procs.append(subprocess.Popen([str(BIN / "dask"), "worker", addr, "--nthreads", "1", "--no-nanny",
+                                       "--host", "127.0.0.1", "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    from distributed import Client
+
+    with Client(addr, timeout="30s") as c:
+        c.wait_for_workers(2, timeout=60)
+    yaml_file = tmp_path / "cluster.yaml"
+    yaml_file.write_text(f"mode: scheduler\nscheduler:\n  address: {addr}\n")
+    yield yaml_file, procs
+    for p in procs:
+        p.kill()
+        p.wait()
