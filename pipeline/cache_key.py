@@ -20,7 +20,16 @@ def _h(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def file_fingerprint(path: str) -> str:
+FINGERPRINTS = ("content", "stat")
+
+
+def file_fingerprint(path: str, mode: str = "content") -> str:
+    """``content``: size + first and last 64 KiB (survives copies and moves; reads 128 KiB per file).
+    ``stat``: size + mtime + inode (no read at all: cheap on Lustre/GPFS; a touch, copy or move counts as
+    a change)."""
+    if mode == "stat":
+        st = os.stat(path)
+        return _h("stat", st.st_size, st.st_mtime_ns, st.st_ino)
     size = os.path.getsize(path)
     h = hashlib.sha256(str(size).encode())
     with open(path, "rb") as f:
@@ -31,13 +40,14 @@ def file_fingerprint(path: str) -> str:
     return h.hexdigest()[:32]
 
 
-def media_fingerprint(media_path: str, audio_path: str | None = None, annotation_path: str | None = None) -> str:
+def media_fingerprint(media_path: str, audio_path: str | None = None, annotation_path: str | None = None,
+                      mode: str = "content") -> str:
     """Fingerprint of a clip's media (and annotation file); raises OSError if a file cannot be read."""
-    fp = file_fingerprint(media_path)
+    fp = file_fingerprint(media_path, mode)
     if audio_path and audio_path != media_path:
-        fp = _h(fp, file_fingerprint(audio_path))
+        fp = _h(fp, file_fingerprint(audio_path, mode))
     if annotation_path:
-        fp = _h(fp, file_fingerprint(annotation_path))
+        fp = _h(fp, file_fingerprint(annotation_path, mode))
     return fp
 
 

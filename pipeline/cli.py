@@ -57,6 +57,9 @@ def extract(
     max_side: int | None = typer.Option(None, help="downscale frames whose longer side exceeds this"),
     models: Path | None = typer.Option(None, help="model directory for learned weights [$PIPELINE_MODELS]"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    fingerprint: str = typer.Option("content", help="how media is recognised for the cache: content (size + first "
+                                    "and last 64 KiB; survives moves) or stat (size + mtime + inode; no reads, for "
+                                    "network filesystems; a touch or move counts as a change)"),
     progress_every: float = typer.Option(30.0, help="seconds between progress lines when stderr is not a terminal "
                                                     "(batch jobs)"),
     as_json: bool = typer.Option(False, "--json", help="print the run report as JSON on stdout"),
@@ -72,7 +75,7 @@ def extract(
             face=FaceConfig(detector=face_detector), cluster_file=str(cluster) if cluster else None, limit=limit,
             force=force, dry_run=dry_run, allow_failures=allow_failures, shard_size=shard_size, dtype=dtype,
             device=device, max_side=max_side, progress=not quiet, models_dir=str(models) if models else None,
-            progress_every=progress_every,
+            progress_every=progress_every, fingerprint=fingerprint,
         )
         report = run_extract(cfg, err)
     except (ConfigError, ValueError, StoreLockedError, FileNotFoundError) as exc:

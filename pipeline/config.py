@@ -38,6 +38,7 @@ class ExtractConfig:
     progress: bool = True
     progress_every: float = 30.0  # seconds between plain progress lines when stderr is not a terminal
     models_dir: str | None = None  # learned weights (--models / $PIPELINE_MODELS / user cache)
+    fingerprint: str = "content"  # how a clip's media is recognised: content (default) or stat (cache_key.py)
 
     def __post_init__(self) -> None:
         if self.shard_size is not None and self.shard_size < 1:
@@ -46,6 +47,8 @@ class ExtractConfig:
             raise ConfigError("--limit must be >= 1")
         if self.dtype not in ("float16", "float32"):
             raise ConfigError(f"--dtype must be float16 or float32, not {self.dtype!r}")
+        if self.fingerprint not in ("content", "stat"):
+            raise ConfigError(f"--fingerprint must be content or stat, not {self.fingerprint!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if self.face.detector not in DETECTORS:

@@ -56,9 +56,9 @@ def _path(p: object) -> str | None:
     return None if p is None or (isinstance(p, float) and np.isnan(p)) or p == "" else str(p)
 
 
-def _fingerprint(src: ClipSource) -> str:
+def _fingerprint(src: ClipSource, mode: str = "content") -> str:
     try:
-        return cache_key.media_fingerprint(src.media_path, src.audio_path, src.annotation_path)
+        return cache_key.media_fingerprint(src.media_path, src.audio_path, src.annotation_path, mode)
     except OSError:
         return ""  # unreadable: the task reports why, as a failed row
 
@@ -74,7 +74,7 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
         for r in manifest.itertuples(index=False)
     ]
     with ThreadPoolExecutor(16) as pool:
-        fingerprints = list(pool.map(_fingerprint, sources))
+        fingerprints = list(pool.map(lambda src: _fingerprint(src, cfg.fingerprint), sources))
     native_rows = _by_entry(live[live["stage"] == "native"])
     aligned_rows = _by_entry(live[(live["stage"] == "aligned") & (live["view"] == cfg.align.view)])
     cached = {n: 0 for n in exts}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -121,3 +123,22 @@ def test_listing_commands(store):
     assert "demo" in cli("datasets", check=True).stdout
     for cmd in ("extract", "status", "verify", "datasets", "extractors", "demo"):
         assert cli(cmd, "--help").returncode == 0
+
+
+def test_stat_fingerprint_touch_invalidates_only_that_clip(mini_corpus, tmp_path):
+    import os
+
+    corpus = tmp_path / "c"
+    shutil.copytree(mini_corpus, corpus)
+    store = tmp_path / "s.zarr"
+    args = ["--dataset", "demo", "--root", str(corpus), "--store", str(store), "--extractors", "logmel", "--quiet",
+            "--fingerprint", "stat"]
+    assert extract_json(*args)["counts"]["ok"] == 8
+    assert extract_json(*args)["planned"] == 0  # unchanged files: nothing to do, no file read
+    touched = sorted(corpus.rglob("*.mp4"))[0]
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    r = extract_json(*args)
+    assert r["planned"] == 1 and r["calls"]["logmel"] == 1 and r["cached"]["logmel"] == 7
+    content = [a if a != "stat" else "content" for a in args]
+    assert extract_json(*content)["planned"] == 8  # keys of one mode are not the other's: choose once per store
