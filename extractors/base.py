@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -18,6 +19,7 @@ import numpy as np
 Modality = Literal["audio", "video", "text"]
 #: What an extractor consumes: the whole 16 kHz mono waveform, raw RGB frames, or face crops.
 InputKind = Literal["audio", "frames", "faces", "annotation", "media", "text"]
+_SETUP_LOCK = threading.Lock()  # see Extractor.ensure_setup
 
 
 @dataclass
@@ -236,10 +238,16 @@ class Extractor:
         """Load models etc. Called once per worker process before the first ``compute``."""
 
     def ensure_setup(self, device: str = "cpu") -> None:
-        if not self._ready:
-            self.setup(device)
-            _follow_worker_threads()
-            self._ready = True
+        """Set up once per process. Tasks run in several threads of one worker and share instances: one lock
+        for all setups, so a model is loaded once and libraries whose imports are not thread-safe
+        (transformers' lazy modules, TensorFlow) are never imported by two threads at once."""
+        if self._ready:
+            return
+        with _SETUP_LOCK:
+            if not self._ready:
+                self.setup(device)
+                _follow_worker_threads()
+                self._ready = True
 
     def compute(self, batch: Sequence[Any]) -> list[Features]:
         """Pure batch method: one ``Features`` per input segment, in order."""

@@ -4,6 +4,10 @@ The driver never holds more than a few tasks per worker slot: tasks are built la
 and submitted as earlier ones finish, so its memory does not grow with the corpus. While waiting it
 watches the cluster: lost jobs are replaced (dask-jobqueue, with a cap), and when no worker has been
 there for ``no_workers_timeout`` seconds the run stops with a clear message instead of waiting forever.
+
+The main loop never blocks on a future: results are fetched in the background (``as_completed`` with
+results), because a finished task's result can be lost with its worker before the driver reads it, and a
+blocking ``result()`` would then wait for a recomputation that needs the very replacements this loop submits.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class Dispatcher:
         self.session, self.console, self.stop, self.progress = session, console, stop, progress
         self.per_slot, self.poll_s, self.grace_s = per_slot, poll_s, grace_s
         self.in_flight_max = 0  # the largest number of tasks submitted at once (tests check the bound)
+        self._warned: set[str] = set()
+        self._workers_seen = -1
 
     def run(self, fn: Callable[[Any], Any], items: Iterable[Any], key: Callable[[Any], str],
             on_done: Callable[[Any, Any], None], on_error: Callable[[Any, BaseException], None],
@@ -41,7 +47,7 @@ class Dispatcher:
 
         source: Iterator[Any] = iter(items)
         pending: dict[Any, Any] = {}  # future -> item
-        ac = as_completed()
+        ac = as_completed(with_results=True, raise_errors=False)
         exhausted = False
         last_check, no_workers_since = 0.0, None
         while True:
@@ -61,8 +67,8 @@ class Dispatcher:
             if self.stop.requested:
                 self._drain_for_grace(ac, pending, on_done, on_error)
                 return
-            for fut in ac.next_batch(block=False) if ac.count() else []:
-                self._finish(fut, pending.pop(fut), on_done, on_error)
+            for fut, result in ac.next_batch(block=False) if ac.count() else []:
+                self._finish(pending.pop(fut), result, on_done, on_error)
             self.progress.tick()
             now = time.monotonic()
             if now - last_check >= 1.0:
@@ -71,26 +77,30 @@ class Dispatcher:
             time.sleep(self.poll_s)
 
     @staticmethod
-    def _finish(fut: Any, item: Any, on_done: Callable, on_error: Callable) -> None:
-        try:
-            result = fut.result()
-        except Exception as exc:  # noqa: BLE001 - a task that failed for good: the rest goes on
-            on_error(item, exc)
-            return
-        on_done(item, result)
+    def _finish(item: Any, result: Any, on_done: Callable, on_error: Callable) -> None:
+        """``result`` as ``as_completed(raise_errors=False)`` gives it: the value, the (type, exception,
+        traceback) of a task that failed for good, or the CancelledError of a cancelled one."""
+        if isinstance(result, BaseException):
+            on_error(item, result)
+        elif isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
+            on_error(item, result[1])
+        else:
+            on_done(item, result)
 
     def _drain_for_grace(self, ac: Any, pending: dict, on_done: Callable, on_error: Callable) -> None:
         """Collect what finishes within the grace period; the rest is abandoned (its commits are idempotent)."""
         deadline = time.monotonic() + self.grace_s
         while pending and time.monotonic() < deadline:
-            for fut in ac.next_batch(block=False) if ac.count() else []:
-                self._finish(fut, pending.pop(fut), on_done, on_error)
+            for fut, result in ac.next_batch(block=False) if ac.count() else []:
+                self._finish(pending.pop(fut), result, on_done, on_error)
             time.sleep(self.poll_s)
         if pending:
             self.session.client.cancel(list(pending))
 
     def _watch(self, since: float | None, now: float) -> float | None:
-        """Replace lost jobs; raise NoWorkers after the timeout without any worker."""
+        """Replace lost jobs; warn (once each) about addresses reachable from other machines; raise NoWorkers
+        after the timeout without any worker."""
+        self._warn_exposure()
         replaced = self.session.replace_lost_jobs()
         if replaced:
             s = self.session
@@ -108,3 +118,14 @@ class Dispatcher:
                          f"(max_resubmissions: {self.session.max_resubmissions})")
             raise NoWorkers(f"no Dask worker for {timeout:g} s (no_workers_timeout in the cluster file){extra}")
         return since
+
+    def _warn_exposure(self) -> None:
+        """Checked whenever the number of workers changes: new workers may bind other addresses."""
+        n = len(self.session.workers())
+        if n == self._workers_seen:
+            return
+        self._workers_seen = n
+        for line in self.session.exposure_warnings():
+            if line not in self._warned:
+                self._warned.add(line)
+                self.console.print(f"warning: {line}", highlight=False, markup=False)

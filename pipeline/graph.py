@@ -22,7 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.progress import TOPIC, RunProgress
 from pipeline.shard import ShardResult, ShardTask, process_shard
 from pipeline.stop import RunStopped, StopSignals
-from stores import index
+from stores import consolidate, index
 from stores.feature_store import FeatureStore
 from stores.lock import StoreLock
 
@@ -41,6 +41,7 @@ class RunReport:
     clips_done: int = 0
     media_s: float = 0.0
     tasks: int = 0
+    merged_parts: int = 0  # small parts consolidated into large ones at the end of the run
     max_in_flight: int = 0  # tasks submitted at once, at most (the driver's window)
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -98,9 +99,14 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         report = RunReport(p.run_id, p.clips, len(p.work), p.cached)
         p.work = _refuse(store, p, refused, report)
         stopped = None
-        if p.work:
+        # a run with nothing to extract still finishes the consolidation an interrupted run left undone
+        if p.work or consolidate.plan_merges(store, store.index()):
             try:
-                _run_tasks(cfg, cluster_cfg, store, p, report, console, stop)
+                with cluster.client_for(cluster_cfg) as session:
+                    if p.work:
+                        _run_tasks(cfg, session, store, p, report, console, stop)
+                    if not stop.requested:
+                        _consolidate(session, store, report, console, stop, cfg.progress, cfg.progress_every)
             except NoWorkers as exc:
                 stopped = RunStopped(f"{exc}", 1)
         if stop.requested:
@@ -156,38 +162,59 @@ def _device(cfg: ExtractConfig, client: Any, p: plan.Plan) -> tuple[str, dict | 
     return "cuda", {"GPU": 1}
 
 
-def _run_tasks(cfg: ExtractConfig, cluster_cfg: cluster.ClusterConfig, store: FeatureStore, p: plan.Plan,
+def _run_tasks(cfg: ExtractConfig, session: cluster.Session, store: FeatureStore, p: plan.Plan,
                report: RunReport, console: Console, stop: StopSignals) -> None:
-    with cluster.client_for(cluster_cfg) as session:
-        client = session.client
-        link = getattr(client, "dashboard_link", None)
-        if link and cfg.progress:
-            console.print(f"Dask dashboard: {link}")
-        device, resources = _device(cfg, client, p)
-        size = cfg.shard_size or plan.auto_shard_size(len(p.work), session.slots())
-        groups = plan.shards(p, size)
-        tasks = (ShardTask(store.url, p.run_id, i, g, cfg.extractors, p.descriptions, cfg.face, cfg.align, cfg.dtype,
-                           cfg.window_frames, cfg.batch_frames, cfg.batch_seconds, cfg.max_side, device,
-                           str(weights.models_dir()))
-                 for i, g in enumerate(groups))
-        progress = RunProgress(console, len(p.work), cfg.progress, cfg.progress_every)
-        client.subscribe_topic(TOPIC, progress.event)
+    client = session.client
+    link = getattr(client, "dashboard_link", None)
+    if link and cfg.progress:
+        console.print(f"Dask dashboard: {link}")
+    device, resources = _device(cfg, client, p)
+    size = cfg.shard_size or plan.auto_shard_size(len(p.work), session.slots())
+    groups = plan.shards(p, size)
+    tasks = (ShardTask(store.url, p.run_id, i, g, cfg.extractors, p.descriptions, cfg.face, cfg.align, cfg.dtype,
+                       cfg.window_frames, cfg.batch_frames, cfg.batch_seconds, cfg.max_side, device,
+                       str(weights.models_dir()))
+             for i, g in enumerate(groups))
+    progress = RunProgress(console, len(p.work), cfg.progress, cfg.progress_every)
+    client.subscribe_topic(TOPIC, progress.event)
 
-        def done(task: ShardTask, r: ShardResult) -> None:
-            report.add(r)
-            progress.shard_done(task.shard, len(task.clips), r.media_s)
+    def done(task: ShardTask, r: ShardResult) -> None:
+        report.add(r)
+        progress.shard_done(task.shard, len(task.clips), r.media_s)
 
-        def failed(task: ShardTask, exc: BaseException) -> None:
-            report.task_errors.append(f"shard {task.shard} ({len(task.clips)} clips, e.g. "
-                                      f"{task.clips[0].source.clip_id}): {type(exc).__name__}: {exc}")
-            progress.shard_done(task.shard, len(task.clips), 0.0)
+    def failed(task: ShardTask, exc: BaseException) -> None:
+        report.task_errors.append(f"shard {task.shard} ({len(task.clips)} clips, e.g. "
+                                  f"{task.clips[0].source.clip_id}): {type(exc).__name__}: {exc}")
+        progress.shard_done(task.shard, len(task.clips), 0.0)
 
-        report.tasks = len(groups)
-        dispatcher = Dispatcher(session, console, stop, progress)
-        with progress:
-            dispatcher.run(process_shard, tasks, key=lambda t: f"shard-{p.run_id}-{t.shard}", on_done=done,
-                           on_error=failed, resources=resources)
-        report.max_in_flight = dispatcher.in_flight_max
+    report.tasks = len(groups)
+    dispatcher = Dispatcher(session, console, stop, progress)
+    with progress:
+        dispatcher.run(process_shard, tasks, key=lambda t: f"shard-{p.run_id}-{t.shard}", on_done=done,
+                       on_error=failed, resources=resources)
+    report.max_in_flight = dispatcher.in_flight_max
+
+
+def _consolidate(session: cluster.Session, store: FeatureStore, report: RunReport, console: Console,
+                 stop: StopSignals, show: bool, every: float) -> None:
+    """Merge the run's small parts into few large ones, as tasks on the same cluster (stores/consolidate.py)."""
+    merges = consolidate.plan_merges(store, store.index())
+    if not merges:
+        return
+    progress = RunProgress(console, sum(len(m.sources) for m in merges), show, every, "consolidate", "parts")
+
+    def done(m: consolidate.Merge, rows: list[dict]) -> None:
+        index.commit(store.fs, rows, f"merge-{m.stage}-{m.view or 'native'}-{m.extractor}-{m.part_id}")
+        report.merged_parts += len(m.sources)
+        progress.shard_done(-1, len(m.sources), 0.0)
+
+    def failed(m: consolidate.Merge, exc: BaseException) -> None:  # the small parts stay: nothing is lost
+        console.print(f"warning: consolidating {len(m.sources)} parts of {m.extractor} failed ({type(exc).__name__}: "
+                      f"{exc}); they stay as they are, the next run tries again", highlight=False)
+
+    with progress:
+        Dispatcher(session, console, stop, progress).run(consolidate.merge, merges, key=lambda m: f"merge-{m.part_id}",
+                                                          on_done=done, on_error=failed)
 
 
 def _dry_run(cfg: ExtractConfig, p: plan.Plan, live: Any) -> RunReport:

@@ -75,7 +75,8 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
     ]
     with ThreadPoolExecutor(16) as pool:
         fingerprints = list(pool.map(lambda src: _fingerprint(src, cfg.fingerprint), sources))
-    native_rows = _by_entry(live[live["stage"] == "native"])
+    native_live = live[live["stage"] == "native"]
+    native_rows = _by_entry(native_live)
     aligned_rows = _by_entry(live[(live["stage"] == "aligned") & (live["view"] == cfg.align.view)])
     cached = {n: 0 for n in exts}
     work = []
@@ -86,7 +87,7 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
             k = cache_key.native_key(fp, src.start, src.end, ext.fingerprint(), extra)
             keys[name] = k
             row = native_rows.get((src.clip_id, name))
-            hit = not cfg.force and fp and row is not None and row["key"] == k and row["status"] == "ok"
+            hit = not cfg.force and fp and row is not None and row[:2] == (k, "ok")
             if not hit:
                 native.append(name)
                 to_align.append(name)
@@ -94,16 +95,19 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
             cached[name] += 1
             arow = aligned_rows.get((src.clip_id, name))
             akey = cache_key.aligned_key(k, align)
-            if arow is None or arow["key"] != akey or arow["status"] not in ("ok", "excluded"):
+            if arow is None or arow[0] != akey or arow[1] not in ("ok", "excluded"):
                 to_align.append(name)
-                stored[name] = row
+                stored[name] = native_live.iloc[row[2]].to_dict()  # only for the few that need re-aligning
         if native or to_align:
             work.append(ClipWork(src, fp, keys, native, to_align, stored))
     return Plan(uuid.uuid4().hex[:12], len(sources), work, cached, descriptions)
 
 
-def _by_entry(rows: pd.DataFrame) -> dict[tuple[str, str], dict]:
-    return {(r["clip_id"], r["extractor"]): r for r in rows.to_dict("records")}
+def _by_entry(rows: pd.DataFrame) -> dict[tuple[str, str], tuple[str, str, int]]:
+    """(clip_id, extractor) -> (key, status, position in ``rows``): tuples, not a dict per row (a re-run of
+    1.1 M clips looks up every entry)."""
+    return dict(zip(zip(rows["clip_id"], rows["extractor"]),
+                    zip(rows["key"], rows["status"], range(len(rows)))))
 
 
 MAX_AUTO_SHARD = 16

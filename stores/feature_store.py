@@ -103,11 +103,16 @@ class FeatureStore:
         tmp = self.fs.tmp(part_id)
         g = zarr.open_group(self.fs.zarr_url(tmp), mode="w", zarr_format=3)
         rows = max(1, min(max(1, len(values)), CHUNK_BYTES // max(1, dim * values.dtype.itemsize)))
-        g.create_array("values", data=values, chunks=(rows, dim), compressors=_COMPRESSOR)
-        g.create_array("times", data=times.astype(np.float64), chunks=(rows, 2), compressors=_COMPRESSOR)
-        g.create_array("mask", data=mask, chunks=(rows,), compressors=_COMPRESSOR)
+        arrays = {"values": values, "times": times.astype(np.float64), "mask": mask}
         if all(c is not None for c in conf) and conf:
-            g.create_array("confidence", data=np.concatenate(conf), chunks=(rows,), compressors=_COMPRESSOR)
+            arrays["confidence"] = np.concatenate(conf)
+        for name, data in arrays.items():
+            chunks = (rows, *data.shape[1:])
+            # more than one chunk: one shard file holds them all (a big part is a handful of files, not
+            # hundreds); write_empty_chunks, so an all-False mask chunk exists and `verify` can insist on it
+            shards = (-(-len(data) // rows) * rows, *data.shape[1:]) if len(data) > rows else None
+            g.create_array(name, data=data, chunks=chunks, shards=shards, compressors=_COMPRESSOR,
+                           config={"write_empty_chunks": True})
         part_attrs = {**attrs, "clip_ids": [c for c, _ in items], "offsets": offsets, "lengths": lengths}
         g.attrs.put(json.loads(json.dumps(part_attrs, default=str)))
         self.fs.commit_dir(tmp, rel)
@@ -118,6 +123,9 @@ class FeatureStore:
         if path not in self._arrays:
             self._arrays[path] = zarr.open_array(self.fs.zarr_url(path), mode="r")
         return self._arrays[path]
+
+    def part_attrs(self, part: str) -> dict[str, Any]:
+        return zarr.open_group(self.fs.zarr_url(part), mode="r").attrs.asdict()
 
     def has_array(self, part: str, name: str) -> bool:
         return self.fs.exists(f"{part}/{name}/zarr.json")

@@ -106,22 +106,28 @@ def _check_part(store: FeatureStore, part: str, rows: list[dict]) -> list[Proble
 
 
 def _read_chunks(store: FeatureStore, part: str, name: str, arr) -> tuple[np.ndarray, list]:  # noqa: ANN001
-    """The whole array, read chunk by chunk; ((row_lo, row_hi), why) for each missing or undecodable chunk."""
+    """The whole array, read chunk by chunk; ((row_lo, row_hi), why) for each missing or undecodable chunk.
+
+    A stored object is a chunk, or a shard holding several chunks (its index has its own checksum)."""
     n, rows = arr.shape[0], arr.chunks[0]
+    per_object = arr.metadata.chunk_grid.chunk_shape[0]  # rows per stored object (shard or chunk)
     full = np.zeros(arr.shape, dtype=arr.dtype)
     bad = []
-    for i in range(math.ceil(n / rows) if n else 0):
-        lo, hi = i * rows, min(n, (i + 1) * rows)
+    for i in range(math.ceil(n / per_object) if n else 0):
+        lo, hi = i * per_object, min(n, (i + 1) * per_object)
         key = arr.metadata.encode_chunk_key((i,) + (0,) * (arr.ndim - 1))
         if not store.fs.exists(f"{part}/{name}/{key}"):
             bad.append(((lo, hi), f"chunk {key} is missing (rows {lo}:{hi})"))
             continue
-        try:
-            full[lo:hi] = arr[lo:hi]
-        except Exception as exc:  # noqa: BLE001 - checksum mismatch, truncation, codec error: all the same to us
-            why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            why = "CRC-32C checksum mismatch" if "checksum" in why.lower() else why
-            bad.append(((lo, hi), f"chunk {key} does not decode (rows {lo}:{hi}: {why})"))
+        for a in range(lo, hi, rows):
+            b = min(hi, a + rows)
+            try:
+                full[a:b] = arr[a:b]
+            except Exception as exc:  # noqa: BLE001 - checksum mismatch, truncation, codec error: all the same
+                why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+                why = "CRC-32C checksum mismatch" if "checksum" in why.lower() else why
+                where = f"chunk {key}" if per_object == rows else f"shard {key}, rows {a}:{b}"
+                bad.append(((a, b), f"{where} does not decode (rows {a}:{b}: {why})"))
     return full, bad
 
 

@@ -158,31 +158,44 @@ def test_non_loopback_addresses_are_recognised():
 
 
 # -- integrity -------------------------------------------------------------------------------------------
-def _chunks(store: Path, stage: str) -> list[Path]:
-    return sorted(p for p in (store / stage).rglob("c/*") if p.is_file()) + sorted(
-        p for p in (store / stage).rglob("c/*/*") if p.is_file())
+def _stored_object(store: Path, part: str, array: str) -> Path:
+    """The one stored object (a chunk, or a shard of chunks) of a small part's array."""
+    (obj,) = [p for p in (store / part / array / "c").rglob("*") if p.is_file()]
+    return obj
 
 
 def test_verify_finds_missing_truncated_and_flipped_chunks_and_repair_recomputes_exactly_them(mini_corpus, tmp_path):
     store = tmp_path / "s.zarr"
     args = [*ARGS, "--root", str(mini_corpus), "--store", str(store), "--quiet"]
     extract_json(*args)
-    values = [p for p in _chunks(store, "native") if "/values/" in str(p)]
-    values[0].unlink()  # a lost chunk file: zarr alone would return zeros
-    values[1].write_bytes(values[1].read_bytes()[:20])  # truncated
-    data = bytearray(values[2].read_bytes())
-    data[len(data) // 2] ^= 0x01  # one flipped bit: only the checksum sees it
-    values[2].write_bytes(bytes(data))
+    live = FeatureStore(str(store)).index()
+    part = {(r.stage, r.view, r.extractor): r.part for r in live.itertuples()}
+    _stored_object(store, part["native", "", "face_hog"], "mask").unlink()  # lost: zarr alone returns zeros
+    truncated = _stored_object(store, part["aligned", "5hz", "logmel"], "times")
+    truncated.write_bytes(truncated.read_bytes()[:20])
+    flipped = _stored_object(store, part["native", "", "logmel"], "values")
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 3] ^= 0x01  # one flipped bit: only the checksum sees it
+    flipped.write_bytes(bytes(data))
     r = cli("verify", str(store), "--quiet")
     assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
     lines = [line for line in r.stdout.splitlines() if line.startswith("problem")]
-    assert len(lines) == 3, r.stdout
-    assert any("is missing" in line for line in lines) and sum("does not decode" in line for line in lines) == 2
-    assert all("[native " in line for line in lines)  # each names its entry: clip [stage extractor]
+    clips = live.clip_id.nunique()
+    assert sum("[native face_hog]" in ln and "is missing" in ln for ln in lines) == clips, r.stdout
+    assert sum("[aligned/5hz logmel]" in ln and "does not decode" in ln for ln in lines) == clips, r.stdout
+    assert sum("[native logmel]" in ln and "checksum mismatch" in ln for ln in lines) == clips, r.stdout
+    assert len(lines) == 3 * clips  # each names its entry: clip [stage extractor]; nothing else is reported
     r = cli("verify", str(store), "--repair", "--quiet")
-    assert r.returncode == 1 and "marked 3 entries for recomputation" in r.stdout
+    assert r.returncode == 1 and f"marked {3 * clips} entries for recomputation" in r.stdout
     again = extract_json(*args)
-    assert sum(again["calls"].values()) == 3 and again["counts"]["ok"] == 3
+    now = FeatureStore(str(store)).index()
+    redone = now[now.run_id == again["run_id"]]
+    # exactly the damaged entries, plus the aligned copy of a re-extracted native entry (derived from it)
+    assert set(zip(redone.stage, redone.view, redone.extractor)) == {
+        ("native", "", "face_hog"), ("aligned", "5hz", "face_hog"), ("aligned", "5hz", "logmel"),
+        ("native", "", "logmel")}
+    assert len(redone) == 4 * clips and (redone.status == "ok").all()
+    assert again["calls"] == {"logmel": clips, "face_hog": clips}
     assert cli("verify", str(store), "--quiet").returncode == 0
 
 

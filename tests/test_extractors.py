@@ -112,3 +112,31 @@ def test_face_stage_finds_the_real_face_and_marks_faceless_frames_invalid():
     assert hog.values.shape == (12, registry.create("face_hog").dim)
     assert hog.mask.tolist() == out.found.tolist()
     assert np.abs(hog.values[:6]).sum() > 0 and np.abs(hog.values[6:]).sum() == 0
+
+
+def test_setup_runs_once_when_tasks_in_several_threads_share_an_instance():
+    """A worker with several threads runs tasks that share one instance (registry.instance): the model is
+    loaded once, and never by two threads at once (transformers' lazy imports are not thread-safe)."""
+    import threading
+    import time
+
+    from extractors.base import Extractor
+
+    class Slow(Extractor):
+        name, modality, input = "slow_setup_probe", "audio", "audio"
+        calls, active, overlap = 0, 0, False
+
+        def setup(self, device: str = "cpu") -> None:
+            type(self).active += 1
+            type(self).overlap |= type(self).active > 1
+            time.sleep(0.2)
+            type(self).calls += 1
+            type(self).active -= 1
+
+    ext = Slow()
+    threads = [threading.Thread(target=ext.ensure_setup) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Slow.calls == 1 and not Slow.overlap

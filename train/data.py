@@ -140,12 +140,7 @@ class StoreData:
         """A shuffled epoch that is chunk-aware: parts in random order, samples shuffled within blocks
         of ``block`` parts, so a batch touches few parts (the shard shuffle of web-scale loaders)."""
         codes = self._geom[next(iter(self._geom))][0][self.samples[samples, 0]]
-        uniq = rng.permutation(np.unique(codes))
-        out = []
-        for i in range(0, len(uniq), block):
-            chunk = samples[np.isin(codes, uniq[i : i + block])]
-            out.append(chunk[rng.permutation(len(chunk))])
-        return np.concatenate(out) if out else samples
+        return chunk_aware_order(samples, codes, rng, block)
 
     def batch(self, index: np.ndarray) -> Batch:
         index = np.asarray(index)
@@ -194,3 +189,12 @@ class StoreData:
 
     def column(self, name: str) -> pd.Series:
         return self.meta[name]
+
+
+def chunk_aware_order(samples: np.ndarray, parts: np.ndarray, rng: np.random.Generator, block: int = 4) -> np.ndarray:
+    """``samples`` (whose part codes are ``parts``) with parts in random order, taken ``block`` parts at a
+    time and shuffled within each block. One sort: O(n log n) in the samples, whatever the number of parts."""
+    uniq, which = np.unique(parts, return_inverse=True)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[rng.permutation(len(uniq))] = np.arange(len(uniq))  # each part's place in a random part order
+    return samples[np.lexsort((rng.random(len(samples)), rank[which.reshape(-1)] // block))]

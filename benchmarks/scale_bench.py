@@ -1,0 +1,154 @@
+"""Scale benchmark: what a corpus of N one-second clips costs the driver, the filesystem and a re-run.
+
+    .venv/bin/python benchmarks/scale_bench.py --sizes 2000 20000 [--plan-stubs 100000] [--out benchmarks/out]
+
+For each size: N one-second 16 kHz WAV clips (generated, 100 per folder) go through
+`pipeline extract --dataset folder --extractors logmel` (the default local cluster), as a user runs it.
+Measured: the driver process's peak RSS (polled, not its workers), files+folders in the store per clip,
+the unchanged re-run, `pipeline status` and `pipeline verify`. ``--plan-stubs`` times `extract --dry-run`
+over that many tiny stub files (plan time only; nothing is decoded) for both fingerprints.
+Prints a Markdown table (also <out>/scale.md) for docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def generate(root: Path, n: int, seconds: float = 1.0, rate: int = 16000) -> None:
+    """N distinct WAV clips: a tone of a different pitch each, plus noise."""
+    rng = np.random.default_rng(n)
+    t = np.arange(int(seconds * rate)) / rate
+    for i in range(n):
+        d = root / f"spk{i // 100:05d}"
+        if i % 100 == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        x = 0.3 * np.sin(2 * np.pi * (100 + i % 900) * t) + 0.05 * rng.standard_normal(len(t))
+        with wave.open(str(d / f"utt{i:07d}.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes((x * 32767).astype("<i2").tobytes())
+
+
+def timed(args: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, the process's own peak RSS in MB, stdout), polling the process (not its children)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    ps, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.Error:
+            break
+        time.sleep(0.05)
+    out = proc.stdout.read() if proc.stdout else ""
+    if proc.wait() not in (0, 1):
+        raise RuntimeError(f"pipeline {' '.join(args)} failed with exit {proc.returncode}")
+    return time.perf_counter() - t, peak / 2**20, out
+
+
+def count_entries(path: Path) -> int:
+    return sum(len(dirs) + len(files) for _, dirs, files in os.walk(path))
+
+
+def one_size(n: int, tmp: Path) -> dict:
+    corpus, store = tmp / f"corpus{n}", tmp / f"s{n}.zarr"
+    if not corpus.exists():
+        generate(corpus, n)
+    shutil.rmtree(store, ignore_errors=True)
+    ext = ["extract", "--dataset", "folder", "--root", str(corpus), "--store", str(store), "--extractors", "logmel",
+           "--quiet", "--json"]
+    first, rss, out = timed(ext)
+    report = json.loads(out)
+    again, rss_again, out2 = timed(ext)
+    assert json.loads(out2)["planned"] == 0, "the unchanged re-run planned work"
+    status_s, _, _ = timed(["status", str(store)])
+    verify_s, _, _ = timed(["verify", str(store), "--quiet"])
+    entries = count_entries(store)
+    return {"clips": n, "first_s": first, "rerun_s": again, "driver_rss_mb": rss, "rerun_rss_mb": rss_again,
+            "entries": entries, "per_clip": entries / n, "status_s": status_s, "verify_s": verify_s,
+            "tasks": report["tasks"], "merged_parts": report["merged_parts"], "max_in_flight": report["max_in_flight"]}
+
+
+def plan_stubs(n: int, tmp: Path) -> dict:
+    root = tmp / f"stubs{n}"
+    if not root.exists():
+        for i in range(n):
+            d = root / f"spk{i // 1000:05d}"
+            if i % 1000 == 0:
+                d.mkdir(parents=True, exist_ok=True)
+            (d / f"utt{i:07d}.wav").write_bytes(i.to_bytes(8, "little"))  # distinct content, nothing decodable
+    out = {"stubs": n}
+    for fp in ("content", "stat"):
+        s, rss, _ = timed(["extract", "--dataset", "folder", "--root", str(root), "--store", str(tmp / "stub.zarr"),
+                           "--extractors", "logmel", "--dry-run", "--fingerprint", fp, "--quiet"])
+        out[f"plan_{fp}_s"], out[f"plan_{fp}_rss_mb"] = s, rss
+    return out
+
+
+def order_costs(sizes: tuple[int, ...] = (20_000, 100_000, 400_000, 1_100_000)) -> dict[int, float]:
+    """Seconds for one epoch's chunk-aware order (train.data.chunk_aware_order), parts of 8 clips (the worst case)."""
+    from train.data import chunk_aware_order
+
+    out = {}
+    for n in sizes:
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            chunk_aware_order(np.arange(n), np.arange(n) // 8, np.random.default_rng(0))
+            best = min(best, time.perf_counter() - t)
+        out[n] = best
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    ap.add_argument("--plan-stubs", type=int, default=0)
+    ap.add_argument("--tmp", type=Path, default=Path("/tmp/affect-scale"))
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    a = ap.parse_args()
+    a.tmp.mkdir(parents=True, exist_ok=True)
+    rows = [one_size(n, a.tmp) for n in a.sizes if n]
+    lines = ["| clips | first run s | unchanged re-run s (% of first) | driver peak RSS MB | files+folders (per clip) "
+             "| status s | verify s | tasks | parts merged |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pct = 100 * r["rerun_s"] / r["first_s"]
+        lines.append(f"| {r['clips']:,} | {r['first_s']:.1f} | {r['rerun_s']:.1f} ({pct:.1f} %)"
+                     f" | {r['driver_rss_mb']:.0f} | {r['entries']:,} ({r['per_clip']:.3f}) | {r['status_s']:.1f} "
+                     f"| {r['verify_s']:.1f} | {r['tasks']} | {r['merged_parts']} |")
+    if len(rows) > 1:
+        lines.append(f"\ndriver peak RSS, {rows[-1]['clips']:,} vs {rows[0]['clips']:,} clips: "
+                     f"{rows[-1]['driver_rss_mb'] / rows[0]['driver_rss_mb']:.2f}x")
+    if a.plan_stubs:
+        p = plan_stubs(a.plan_stubs, a.tmp)
+        lines.append(f"\ndry-run plan over {p['stubs']:,} stub files: content fingerprint {p['plan_content_s']:.1f} s "
+                     f"({p['plan_content_rss_mb']:.0f} MB), stat fingerprint {p['plan_stat_s']:.1f} s "
+                     f"({p['plan_stat_rss_mb']:.0f} MB)")
+    oc = order_costs()
+    lines.append("\ntrainer epoch order (chunk-aware shuffle, parts of 8 clips): " +
+                 ", ".join(f"{v:.3f} s at {k:,}" for k, v in oc.items()))
+    text = "\n".join(lines)
+    print(text)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "scale.md").write_text(text + "\n")
+    (a.out / "scale.json").write_text(json.dumps({"sizes": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
