@@ -26,6 +26,15 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
+@app.callback()
+def _driver_process() -> None:
+    """Before any command: the driver reads many small index files, and Arrow's default allocator
+    (mimalloc) keeps every freed page, so its RSS would only grow; the system allocator returns them."""
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def _fail(msg: str, code: int = 2) -> typer.Exit:
     err.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
     return typer.Exit(code)

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from extractors import registry, weights
@@ -43,6 +44,7 @@ class RunReport:
     tasks: int = 0
     merged_parts: int = 0  # small parts consolidated into large ones at the end of the run
     max_in_flight: int = 0  # tasks submitted at once, at most (the driver's window)
+    plan_s: float = 0.0  # manifest + fingerprints + cache lookups, before any task
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
     task_errors: list[str] = field(default_factory=list)
@@ -82,7 +84,11 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
     if cfg.dry_run:
         store = FeatureStore(cfg.store) if _exists(cfg.store) else None
         live = store.index() if store else index.empty()
-        return _dry_run(cfg, plan.make_plan(cfg, live=live, manifest=clips), live)
+        p = plan.make_plan(cfg, live=live, manifest=clips)
+        plan_s = time.perf_counter() - t0
+        report = _dry_run(cfg, p, live)
+        report.plan_s = plan_s
+        return report
     store = FeatureStore(cfg.store, create=True)
     with StoreLock(store.fs), StopSignals(lambda line: console.print(line, highlight=False)) as stop:
         store.save_manifest(clips)
@@ -97,6 +103,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
             store.set_group_attrs("aligned", cfg.align.view, name, {**attrs, "rate": cfg.align.rate,
                                                                      "align": asdict(cfg.align)})
         report = RunReport(p.run_id, p.clips, len(p.work), p.cached)
+        report.plan_s = time.perf_counter() - t0
         p.work = _refuse(store, p, refused, report)
         stopped = None
         # a run with nothing to extract still finishes the consolidation an interrupted run left undone
@@ -124,18 +131,19 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
     return report
 
 
-def _refuse(store: FeatureStore, p: plan.Plan, refused: dict[str, str], report: RunReport) -> list:
+def _refuse(store: FeatureStore, p: plan.Plan, refused: dict[str, str], report: RunReport) -> plan.WorkList:
     """Clips that cannot be processed at all (git-LFS pointers): a failed row per extractor, not a task."""
     if not refused:
         return p.work
+    hit = np.isin(p.work.clip_ids(), list(refused))
     rows = [{"clip_id": w.source.clip_id, "stage": "native", "view": "", "extractor": name, "key": w.keys[name],
              "status": "failed", "reason": refused[w.source.clip_id], "run_id": p.run_id}
-            for w in p.work if w.source.clip_id in refused for name in w.native]
+            for w in p.work.build(np.flatnonzero(hit)) for name in w.native]
     if rows:
         index.commit(store.fs, rows, f"refused-{p.run_id}")
         report.counts["failed"] += len(rows)
         report.failures.extend(f"{r['clip_id']}: {r['reason']}" for r in rows)
-    return [w for w in p.work if w.source.clip_id not in refused]
+    return p.work.keep(~hit)
 
 
 def _exists(url: str) -> bool:
@@ -187,7 +195,7 @@ def _run_tasks(cfg: ExtractConfig, session: cluster.Session, store: FeatureStore
                                   f"{task.clips[0].source.clip_id}): {type(exc).__name__}: {exc}")
         progress.shard_done(task.shard, len(task.clips), 0.0)
 
-    report.tasks = len(groups)
+    report.tasks = plan.shard_count(p, size)
     dispatcher = Dispatcher(session, console, stop, progress)
     with progress:
         dispatcher.run(process_shard, tasks, key=lambda t: f"shard-{p.run_id}-{t.shard}", on_done=done,
@@ -197,14 +205,16 @@ def _run_tasks(cfg: ExtractConfig, session: cluster.Session, store: FeatureStore
 
 def _consolidate(session: cluster.Session, store: FeatureStore, report: RunReport, console: Console,
                  stop: StopSignals, show: bool, every: float) -> None:
-    """Merge the run's small parts into few large ones, as tasks on the same cluster (stores/consolidate.py)."""
-    merges = consolidate.plan_merges(store, store.index())
+    """Merge small parts into few large ones, as tasks on the same cluster (stores/consolidate.py); each task
+    commits its own rows, so the driver only holds the rows of the merges in flight. The index is compacted
+    first: one read of the run's many small index files, and the final compaction reads two."""
+    live = index.compact(store.fs)
+    merges = consolidate.plan_merges(store, live)
     if not merges:
         return
     progress = RunProgress(console, sum(len(m.sources) for m in merges), show, every, "consolidate", "parts")
 
-    def done(m: consolidate.Merge, rows: list[dict]) -> None:
-        index.commit(store.fs, rows, f"merge-{m.stage}-{m.view or 'native'}-{m.extractor}-{m.part_id}")
+    def done(m: consolidate.Merge, moved: int) -> None:
         report.merged_parts += len(m.sources)
         progress.shard_done(-1, len(m.sources), 0.0)
 
@@ -213,8 +223,9 @@ def _consolidate(session: cluster.Session, store: FeatureStore, report: RunRepor
                       f"{exc}); they stay as they are, the next run tries again", highlight=False)
 
     with progress:
-        Dispatcher(session, console, stop, progress).run(consolidate.merge, merges, key=lambda m: f"merge-{m.part_id}",
-                                                          on_done=done, on_error=failed)
+        Dispatcher(session, console, stop, progress).run(
+            consolidate.merge, consolidate.with_rows(merges, live), key=lambda m: f"merge-{m.part_id}",
+            on_done=done, on_error=failed)
 
 
 def _dry_run(cfg: ExtractConfig, p: plan.Plan, live: Any) -> RunReport:

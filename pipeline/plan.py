@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,21 +33,84 @@ class ClipWork:
     stored: dict[str, dict] = field(default_factory=dict)  # extractor -> live native row, for align-only work
 
 
+class WorkList:
+    """The clips that need work, as columns: a few dozen bytes per clip instead of one object each.
+
+    ``ClipWork`` objects are built only when a task is built (``shards``), so the driver's memory does not
+    grow by an object per clip of a 1.1 M-clip corpus. The manifest frame is shared, not copied.
+    """
+
+    def __init__(self, manifest: pd.DataFrame, names: list[str], ext_fps: dict[str, str], extras: dict[str, Any],
+                 stored_rows: pd.DataFrame) -> None:
+        self.manifest, self.names, self.ext_fps, self.extras = manifest, names, ext_fps, extras
+        self.stored_rows = stored_rows  # live native rows of align-only entries (positions in ``stored``)
+        k = len(names)
+        self.pos = np.zeros(0, dtype=np.int64)  # manifest row of each clip
+        self.fps = np.zeros(0, dtype="S64")  # media fingerprint (hex)
+        self.native, self.align = np.zeros((0, k), dtype=bool), np.zeros((0, k), dtype=bool)  # [clip, extractor]
+        self.stored = np.zeros((0, k), dtype=np.int64)  # row in stored_rows, or -1
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def __bool__(self) -> bool:
+        return len(self.pos) > 0
+
+    def extend(self, chunks: list[tuple[np.ndarray, ...]]) -> None:
+        """Append planned chunks of (pos, fps, native, align, stored), concatenated once."""
+        if chunks:
+            cols = list(zip(*chunks))
+            self.pos, self.fps = np.concatenate(cols[0]), np.concatenate(cols[1]).astype("S64")
+            self.native, self.align, self.stored = (np.concatenate(c) for c in cols[2:])
+
+    def keep(self, mask: np.ndarray) -> WorkList:
+        """The same list without the clips where ``mask`` is False."""
+        out = WorkList(self.manifest, self.names, self.ext_fps, self.extras, self.stored_rows)
+        out.pos, out.fps, out.native = self.pos[mask], self.fps[mask], self.native[mask]
+        out.align, out.stored = self.align[mask], self.stored[mask]
+        return out
+
+    def clip_ids(self) -> np.ndarray:
+        return self.manifest["clip_id"].to_numpy()[self.pos]
+
+    def native_calls(self) -> dict[str, int]:
+        return {n: int(self.native[:, j].sum()) for j, n in enumerate(self.names)}
+
+    def order(self) -> np.ndarray:
+        """Indices sorted by (media file, start): segments of one long video sit together."""
+        m = self.manifest.iloc[self.pos][["media_path", "start"]].reset_index(drop=True)
+        m["start"] = pd.to_numeric(m["start"], errors="coerce").fillna(0.0)
+        return m.sort_values(["media_path", "start"], kind="stable").index.to_numpy()
+
+    def build(self, idx: np.ndarray) -> list[ClipWork]:
+        """ClipWork objects for the clips at ``idx`` (a task's worth)."""
+        out = []
+        for i, src in zip(idx, _sources(self.manifest.iloc[self.pos[idx]])):
+            fp = self.fps[i].decode()
+            keys = {n: cache_key.native_key(fp, src.start, src.end, self.ext_fps[n], _extra(self.extras[n], src))
+                    for n in self.names}
+            stored = {n: self.stored_rows.iloc[int(self.stored[i, j])].to_dict()
+                      for j, n in enumerate(self.names) if self.stored[i, j] >= 0}
+            out.append(ClipWork(src, fp, keys, [n for j, n in enumerate(self.names) if self.native[i, j]],
+                                [n for j, n in enumerate(self.names) if self.align[i, j]], stored))
+        return out
+
+    def __iter__(self) -> Iterator[ClipWork]:
+        for lo in range(0, len(self), CHUNK):
+            yield from self.build(np.arange(lo, min(len(self), lo + CHUNK)))
+
+
 @dataclass
 class Plan:
     run_id: str
     clips: int
-    work: list[ClipWork]
+    work: WorkList
     cached: dict[str, int]  # extractor -> clips whose native result is reused
     descriptions: dict[str, dict]
 
     @property
     def native_calls(self) -> dict[str, int]:
-        out = {n: 0 for n in self.descriptions}
-        for w in self.work:
-            for n in w.native:
-                out[n] += 1
-        return out
+        return self.work.native_calls()
 
 
 def _opt(x: float) -> float | None:
@@ -56,6 +121,16 @@ def _path(p: object) -> str | None:
     return None if p is None or (isinstance(p, float) and np.isnan(p)) or p == "" else str(p)
 
 
+def _sources(manifest: pd.DataFrame) -> list[ClipSource]:
+    return [ClipSource(str(r.clip_id), str(r.media_path), _path(r.audio_path), _opt(r.start), _opt(r.end),
+                       _path(getattr(r, "annotation_path", None)), _path(getattr(r, "transcript", None)))
+            for r in manifest.itertuples(index=False)]
+
+
+def _extra(kind: Any, src: ClipSource) -> Any:
+    return src.text if kind == "text" else kind
+
+
 def _fingerprint(src: ClipSource, mode: str = "content") -> str:
     try:
         return cache_key.media_fingerprint(src.media_path, src.audio_path, src.annotation_path, mode)
@@ -63,51 +138,70 @@ def _fingerprint(src: ClipSource, mode: str = "content") -> str:
         return ""  # unreadable: the task reports why, as a failed row
 
 
+CHUNK = 8192  # manifest rows planned at a time: per-clip Python objects never outlive their chunk
+
+
 def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) -> Plan:
+    """Which entries need work, planned ``CHUNK`` manifest rows at a time against the live index."""
     exts = {name: registry.create(name, overrides) for name, overrides in cfg.extractors.items()}
+    names = list(exts)
     descriptions = {name: e.describe() for name, e in exts.items()}
-    face = dataclasses.asdict(cfg.face)
     align = dataclasses.asdict(cfg.align)
-    sources = [
-        ClipSource(str(r.clip_id), str(r.media_path), _path(r.audio_path), _opt(r.start), _opt(r.end),
-                   _path(getattr(r, "annotation_path", None)), _path(getattr(r, "transcript", None)))
-        for r in manifest.itertuples(index=False)
-    ]
+    ext_fps = {n: e.fingerprint() for n, e in exts.items()}
+    extras = {n: dataclasses.asdict(cfg.face) if e.input == "faces" else "text" if e.input == "text" else None
+              for n, e in exts.items()}
+    native_live = live[live["stage"] == "native"].reset_index(drop=True)
+    aligned_live = live[(live["stage"] == "aligned") & (live["view"] == cfg.align.view)].reset_index(drop=True)
+    native_at, aligned_at = _lookup(native_live), _lookup(aligned_live)
+    cached = {n: 0 for n in names}
+    work = WorkList(manifest, names, ext_fps, extras, native_live)
+    chunks = []
     with ThreadPoolExecutor(16) as pool:
-        fingerprints = list(pool.map(lambda src: _fingerprint(src, cfg.fingerprint), sources))
-    native_live = live[live["stage"] == "native"]
-    native_rows = _by_entry(native_live)
-    aligned_rows = _by_entry(live[(live["stage"] == "aligned") & (live["view"] == cfg.align.view)])
-    cached = {n: 0 for n in exts}
-    work = []
-    for src, fp in zip(sources, fingerprints):
-        keys, native, to_align, stored = {}, [], [], {}
-        for name, ext in exts.items():
-            extra = face if ext.input == "faces" else src.text if ext.input == "text" else None
-            k = cache_key.native_key(fp, src.start, src.end, ext.fingerprint(), extra)
-            keys[name] = k
-            row = native_rows.get((src.clip_id, name))
-            hit = not cfg.force and fp and row is not None and row[:2] == (k, "ok")
-            if not hit:
-                native.append(name)
-                to_align.append(name)
-                continue
-            cached[name] += 1
-            arow = aligned_rows.get((src.clip_id, name))
-            akey = cache_key.aligned_key(k, align)
-            if arow is None or arow[0] != akey or arow[1] not in ("ok", "excluded"):
-                to_align.append(name)
-                stored[name] = native_live.iloc[row[2]].to_dict()  # only for the few that need re-aligning
-        if native or to_align:
-            work.append(ClipWork(src, fp, keys, native, to_align, stored))
-    return Plan(uuid.uuid4().hex[:12], len(sources), work, cached, descriptions)
+        for lo in range(0, len(manifest), CHUNK):
+            sources = _sources(manifest.iloc[lo : lo + CHUNK])
+            fps = list(pool.map(lambda src: _fingerprint(src, cfg.fingerprint), sources))
+            n = len(sources)
+            native, to_align = np.zeros((n, len(names)), bool), np.zeros((n, len(names)), bool)
+            stored = np.full((n, len(names)), -1, dtype=np.int64)
+            ids = [s.clip_id for s in sources]
+            for j, name in enumerate(names):
+                keys = [cache_key.native_key(fp, s.start, s.end, ext_fps[name], _extra(extras[name], s))
+                        for s, fp in zip(sources, fps)]
+                row = native_at(ids, name)
+                have = row >= 0
+                hit = have.copy()
+                hit[have] = ((native_live["key"].to_numpy()[row[have]] == np.asarray(keys, dtype=object)[have])
+                             & (native_live["status"].to_numpy()[row[have]] == "ok"))
+                hit &= np.asarray([bool(fp) for fp in fps]) & (not cfg.force)
+                native[:, j] = to_align[:, j] = ~hit
+                cached[name] += int(hit.sum())
+                arow = aligned_at(ids, name)
+                akeys = np.asarray([cache_key.aligned_key(k, align) for k in keys], dtype=object)
+                ahave = arow >= 0
+                aok = np.zeros(n, bool)
+                aok[ahave] = ((aligned_live["key"].to_numpy()[arow[ahave]] == akeys[ahave])
+                              & np.isin(aligned_live["status"].to_numpy()[arow[ahave]], ["ok", "excluded"]))
+                realign = hit & ~aok
+                to_align[:, j] |= realign
+                stored[realign, j] = row[realign]
+            need = native.any(1) | to_align.any(1)
+            chunks.append((np.arange(lo, lo + n)[need], np.asarray(fps, dtype="S64")[need], native[need],
+                           to_align[need], stored[need]))
+    work.extend(chunks)
+    return Plan(uuid.uuid4().hex[:12], len(manifest), work, cached, descriptions)
 
 
-def _by_entry(rows: pd.DataFrame) -> dict[tuple[str, str], tuple[str, str, int]]:
-    """(clip_id, extractor) -> (key, status, position in ``rows``): tuples, not a dict per row (a re-run of
-    1.1 M clips looks up every entry)."""
-    return dict(zip(zip(rows["clip_id"], rows["extractor"]),
-                    zip(rows["key"], rows["status"], range(len(rows)))))
+def _lookup(rows: pd.DataFrame) -> Callable[[list[str], str], np.ndarray]:
+    """(clip ids, extractor) -> the positions of their rows in ``rows`` (-1: none), through one hash index
+    (no per-row Python object: a re-run of 1.1 M clips looks up every entry)."""
+    at = pd.MultiIndex.from_arrays([rows["clip_id"].astype(str), rows["extractor"].astype(str)])
+
+    def find(ids: list[str], extractor: str) -> np.ndarray:
+        if not len(at):
+            return np.full(len(ids), -1, dtype=np.int64)
+        return at.get_indexer(pd.MultiIndex.from_arrays([ids, [extractor] * len(ids)]))
+
+    return find
 
 
 MAX_AUTO_SHARD = 16
@@ -118,7 +212,13 @@ def auto_shard_size(clips: int, slots: int, per_slot: int = 4) -> int:
     return max(1, min(MAX_AUTO_SHARD, math.ceil(clips / max(1, slots * per_slot))))
 
 
-def shards(plan: Plan, size: int) -> list[list[ClipWork]]:
-    """Group clips into tasks; clips of the same file sit together (segments of one long video)."""
-    ordered = sorted(plan.work, key=lambda w: (w.source.media_path, w.source.start or 0.0))
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+def shards(plan: Plan, size: int) -> Iterator[list[ClipWork]]:
+    """Tasks of ``size`` clips, built as they are submitted; clips of one file sit together (segments of one
+    long video)."""
+    order = plan.work.order()
+    for lo in range(0, len(order), size):
+        yield plan.work.build(order[lo : lo + size])
+
+
+def shard_count(plan: Plan, size: int) -> int:
+    return math.ceil(len(plan.work) / size)

@@ -3,48 +3,58 @@
 A task writes a part of its own 1-16 clips (disjoint writes, idempotent retries). After the tasks, small
 parts of one (stage, view, extractor) are merged into parts of about ``TARGET_BYTES`` — each a handful
 of files, its chunks packed in one shard per array. A merge is write-then-commit like any part: the
-merged part is written under ``.tmp/`` and renamed, then the index rows that point into it are committed
+merged part is written under ``.tmp/`` and renamed, then the task commits the index rows that point into it
 (newer rows win), and only then are the small parts unreferenced and garbage-collected. A crash at any
 point leaves either the old rows (and an orphan merged part, removed later) or the new ones.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from extractors.base import Features
 from pipeline import cache_key
+from stores import index
 from stores.feature_store import FeatureStore
 
 TARGET_BYTES = 64 << 20  # uncompressed values per merged part
-ROW_FIELDS = ["clip_id", "stage", "view", "extractor", "key", "status", "reason", "part", "offset", "length", "dim",
-              "fingerprint", "duration", "audio_duration", "video_duration", "seconds", "run_id"]
 
 
 @dataclass(frozen=True)
 class Merge:
+    """One merge task: small parts of one (stage, view, extractor) and their live index rows, as an Arrow table
+    (a compact columnar copy of just these rows: the driver builds one per task as it submits it)."""
+
     store: str
     stage: str
     view: str
     extractor: str
     sources: tuple[str, ...]  # the small parts, in order
-    rows: tuple[dict, ...]  # their live rows, in the order of the merged part
+    rows: pa.Table | None = None  # their live rows, in the order of the merged part
 
     @property
     def part_id(self) -> str:
         return "m" + cache_key.part_id("merge", self.sources)[:23]
 
+    @property
+    def index_name(self) -> str:
+        return f"merge-{self.stage}-{self.view or 'native'}-{self.extractor}-{self.part_id}"
+
 
 def plan_merges(store: FeatureStore, live: pd.DataFrame, target_bytes: int = TARGET_BYTES) -> list[Merge]:
-    """Merges of small parts, at most ``target_bytes`` each; parts already half the target stay as they are."""
-    ok = live[live["status"] == "ok"].copy()
+    """Merges of small parts, at most ``target_bytes`` each; parts already half the target stay as they are.
+    Without rows: ``with_rows`` attaches them when the task is submitted."""
+    ok = live[live["status"] == "ok"]
     if ok.empty:
         return []
-    ok["nbytes"] = ok["length"].astype(np.int64) * ok["dim"].astype(np.int64) * 4
-    per_part = ok.groupby("part")["nbytes"].sum()
+    nbytes = ok["length"].astype(np.int64) * ok["dim"].astype(np.int64) * 4
+    per_part = nbytes.groupby(ok["part"]).sum()
     small = ok[ok["part"].map(per_part) < target_bytes // 2]
     merges = []
     for (stage, view, ext), rows in small.groupby(["stage", "view", "extractor"], sort=True):
@@ -55,34 +65,34 @@ def plan_merges(store: FeatureStore, live: pd.DataFrame, target_bytes: int = TAR
             size = 0
             for p in (p for p in parts if conf[p] == has_conf):
                 if group and size + per_part[p] > target_bytes:
-                    merges += _merge(store, stage, view, ext, group, rows)
+                    merges += _merge(store, stage, view, ext, group)
                     group, size = [], 0
                 group.append(p)
                 size += int(per_part[p])
-            merges += _merge(store, stage, view, ext, group, rows)
+            merges += _merge(store, stage, view, ext, group)
     return merges
 
 
-def _merge(store: FeatureStore, stage: str, view: str, ext: str, group: list[str], rows: pd.DataFrame) -> list[Merge]:
-    if len(group) < 2:
-        return []
-    mine = rows[rows["part"].isin(group)].sort_values(["part", "offset"])
-    records = tuple({k: _plain(v) for k, v in r.items()} for r in mine[ROW_FIELDS].to_dict("records"))
-    return [Merge(store.url, str(stage), str(view), str(ext), tuple(group), records)]
+def _merge(store: FeatureStore, stage: str, view: str, ext: str, group: list[str]) -> list[Merge]:
+    return [Merge(store.url, str(stage), str(view), str(ext), tuple(group))] if len(group) >= 2 else []
 
 
-def _plain(v: object) -> object:
-    """A plain Python value for a row (pandas reads a null string column back as NaN)."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if v is pd.NA or (isinstance(v, float) and v != v):
-        return None
-    return v
+def with_rows(merges: list[Merge], live: pd.DataFrame) -> Iterator[Merge]:
+    """Each merge with its rows attached, one at a time (only the tasks in flight hold a copy)."""
+    ok = live[live["status"] == "ok"]
+    at = ok.groupby("part").indices
+    for m in merges:
+        rows = ok.iloc[np.concatenate([at[p] for p in m.sources])]
+        order = {p: i for i, p in enumerate(m.sources)}
+        rows = rows.assign(_src=rows["part"].map(order)).sort_values(["_src", "offset"]).drop(columns="_src")
+        yield replace(m, rows=pa.Table.from_pandas(rows[index.SCHEMA.names], schema=index.SCHEMA,
+                                                   preserve_index=False))
 
 
-def merge(m: Merge) -> list[dict]:
-    """The task (runs on a worker): write the merged part; returns the index rows that point into it."""
+def write_merged(m: Merge) -> tuple[str, list[tuple[int, int]]]:
+    """Write the merged part (write-then-rename; a retry finds it committed); returns its path and spans."""
     store = FeatureStore(m.store)
+    rows = m.rows.to_pydict()
     items: list[tuple[str, Features]] = []
     dtype = "float32"
     for part in m.sources:
@@ -91,13 +101,31 @@ def merge(m: Merge) -> list[dict]:
         mask = store.array(f"{part}/mask")[:]
         conf = store.array(f"{part}/confidence")[:] if store.has_array(part, "confidence") else None
         dtype = str(values.dtype)
-        for r in (r for r in m.rows if r["part"] == part):
-            lo, hi = int(r["offset"]), int(r["offset"]) + int(r["length"])
-            items.append((r["clip_id"], Features(values[lo:hi], times[lo:hi, 0], times[lo:hi, 1], mask[lo:hi],
-                                                 None if conf is None else conf[lo:hi])))
+        for clip, p, off, n in zip(rows["clip_id"], rows["part"], rows["offset"], rows["length"]):
+            if p == part:
+                lo, hi = int(off), int(off) + int(n)
+                items.append((clip, Features(values[lo:hi], times[lo:hi, 0], times[lo:hi, 1], mask[lo:hi],
+                                             None if conf is None else conf[lo:hi])))
     attrs = store.part_attrs(m.sources[0])
     for k in ("clip_ids", "offsets", "lengths"):
         attrs.pop(k, None)
     attrs["merged_from"] = len(m.sources)
-    rel, spans = store.write_part(m.stage, m.view, m.extractor, m.part_id, items, dtype, attrs)
-    return [{**r, "part": rel, "offset": off, "length": length} for r, (off, length) in zip(m.rows, spans)]
+    return store.write_part(m.stage, m.view, m.extractor, m.part_id, items, dtype, attrs)
+
+
+def commit_merged(m: Merge, rel: str, spans: list[tuple[int, int]]) -> str:
+    """Commit the rows that point into the merged part (newer rows win over the small parts' rows)."""
+    offsets, lengths = zip(*spans) if spans else ((), ())
+    t = m.rows
+    for name, col in (("part", pa.array([rel] * len(t), pa.string())), ("offset", pa.array(offsets, pa.int64())),
+                      ("length", pa.array(lengths, pa.int64())),
+                      ("committed_at", pa.array([time.time_ns()] * len(t), pa.int64()))):
+        t = t.set_column(t.schema.get_field_index(name), name, col)
+    return index.commit_table(FeatureStore(m.store).fs, t, m.index_name)
+
+
+def merge(m: Merge) -> int:
+    """The task (runs on a worker): write the merged part, then commit its rows; returns the rows moved."""
+    rel, spans = write_merged(m)
+    commit_merged(m, rel, spans)
+    return len(spans)

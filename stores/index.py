@@ -59,21 +59,36 @@ def commit(fs: StoreFS, rows: list[dict], name: str) -> str:
     return path
 
 
+def commit_table(fs: StoreFS, table: pa.Table, name: str) -> str:
+    """``commit`` for rows already in an Arrow table with the index schema (no Python object per row)."""
+    path = f"{INDEX_DIR}/{name}.parquet"
+    if not fs.exists(path):
+        fs.write_atomic(path, lambda f: pq.write_table(table.cast(SCHEMA), f, compression="zstd"))
+    return path
+
+
 def files(fs: StoreFS) -> list[str]:
     return sorted(p for p in fs.ls(INDEX_DIR) if p.endswith(".parquet"))
 
 
-def read_all(fs: StoreFS, paths: list[str] | None = None) -> pd.DataFrame:
+def read_all(fs: StoreFS, paths: list[str] | None = None, batch: int = 256) -> pd.DataFrame:
+    """Every row of the index files. Read ``batch`` files at a time and packed into contiguous columns: a
+    run leaves one small file per task until compaction, and thousands of tiny tables cost the driver
+    several times their data in memory."""
     paths = files(fs) if paths is None else paths
-    tables = []
-    for p in paths:
-        try:
-            tables.append(fs.read_parquet(p))
-        except FileNotFoundError:  # compacted away by a concurrent reader's run: already merged
-            continue
-    if not tables:
+    packed = []
+    for i in range(0, len(paths), batch):
+        tables = []
+        for p in paths[i : i + batch]:
+            try:
+                tables.append(fs.read_parquet(p).cast(SCHEMA))
+            except FileNotFoundError:  # compacted away by a concurrent reader's run: already merged
+                continue
+        if tables:
+            packed.append(pa.concat_tables(tables).combine_chunks())
+    if not packed:
         return empty()
-    return pa.concat_tables([t.cast(SCHEMA) for t in tables]).to_pandas()
+    return pa.concat_tables(packed).to_pandas()
 
 
 def resolve(df: pd.DataFrame) -> pd.DataFrame:

@@ -55,9 +55,10 @@ def test_merge_keeps_every_entry_bit_for_bit_and_removes_the_small_parts(tmp_pat
     before, files_before = _snapshot(s), _files(tmp_path / "s.zarr")
     merges = consolidate.plan_merges(s, s.index())
     assert len(merges) == 1 and len(merges[0].sources) == 12
-    rows = consolidate.merge(merges[0])
-    assert consolidate.merge(merges[0]) == rows  # a retried task finds its part committed: same rows, no twin
-    index.commit(s.fs, rows, "merge")
+    (m,) = consolidate.with_rows(merges, s.index())
+    assert consolidate.merge(m) == 36
+    assert consolidate.merge(m) == 36  # a retried task finds its part and rows committed: no twin
+    assert len(index.files(s.fs)) == 12 + 1
     live = index.compact(s.fs)
     s.garbage_collect(live)
     s = FeatureStore(s.url)
@@ -74,8 +75,9 @@ def test_merge_keeps_every_entry_bit_for_bit_and_removes_the_small_parts(tmp_pat
 def test_a_crash_between_the_merged_part_and_its_rows_loses_nothing(tmp_path):
     s = _small_store(tmp_path / "s.zarr", parts=4)
     before = _snapshot(s)
-    merges = consolidate.plan_merges(s, s.index())
-    consolidate.merge(merges[0])  # written and renamed into place, then "kill -9" before the index commit
+    (m,) = consolidate.with_rows(consolidate.plan_merges(s, s.index()), s.index())
+    consolidate.write_merged(m)  # written and renamed into place, then "kill -9" before the index commit
+    merges = [m]
     assert len(list(s.part_dirs())) == 5
     live = index.compact(s.fs)
     assert set(live["part"]) == set(merges[0].sources)  # the old rows are still the live ones
