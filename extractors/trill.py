@@ -16,6 +16,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,7 @@ class Trill(Extractor):
         if self.config.layer not in self._sizes:
             raise ValueError(f"{self.name}: layer must be one of {sorted(self._sizes)}, not {self.config.layer!r}")
         self.module = None
+        self._pipe = threading.Lock()
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -102,13 +104,14 @@ class Trill(Extractor):
         out = []
         for seg in batch:
             x = np.ascontiguousarray(seg.samples, dtype="<f4")
-            self.module.stdin.write(struct.pack("<q", len(x)) + x.tobytes())
-            self.module.stdin.flush()
-            head = self.module.stdout.read(16)
-            if len(head) < 16:
-                raise RuntimeError(f"{self.name}: the TensorFlow process died")
-            rows, cols = struct.unpack("<qq", head)
-            vecs = np.frombuffer(self.module.stdout.read(4 * rows * cols), dtype="<f4").reshape(rows, cols)
+            with self._pipe:  # one request/response at a time: tasks in other threads share this process
+                self.module.stdin.write(struct.pack("<q", len(x)) + x.tobytes())
+                self.module.stdin.flush()
+                head = self.module.stdout.read(16)
+                if len(head) < 16:
+                    raise RuntimeError(f"{self.name}: the TensorFlow process died")
+                rows, cols = struct.unpack("<qq", head)
+                vecs = np.frombuffer(self.module.stdout.read(4 * rows * cols), dtype="<f4").reshape(rows, cols)
             starts = np.arange(0, max(1, len(x)), step)
             ends = np.minimum(starts + step, max(len(x), 1)) / 16000
             out.append(Features(vecs.astype(np.float32), seg.t0 + starts / 16000, seg.t0 + ends))

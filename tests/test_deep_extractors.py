@@ -361,3 +361,24 @@ def test_vggish_vggm_resnet18_end_to_end_and_deterministic(mini_corpus, tmp_path
         np.testing.assert_array_equal(sa.read(la.loc[key]).values, sb.read(lb.loc[key]).values)  # deterministic
     vm = sa.read(la.loc[(la.index[0][0], "aligned", "vggm_face")])
     assert vm.values.shape[1] == 512 and np.allclose(np.diff(vm.start), 0.5)  # MATER's 0.5 s windows
+
+
+def test_trill_from_several_threads_at_once_gives_the_sequential_result(trill_models):
+    """Tasks in the threads of one worker share one TRILL instance and its TensorFlow process (one pipe)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from extractors.base import AudioSegment
+
+    weights.set_models_dir(str(trill_models))
+    try:
+        ext = registry.create("trill", {"weights": "TEST_TRILL"})
+        rng = np.random.default_rng(1)
+        segs = [AudioSegment(f"c{i}", rng.standard_normal(16000 * (1 + i % 3)).astype(np.float32) * 0.1)
+                for i in range(12)]
+        alone = [ext.compute([s])[0].values for s in segs]
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda s: ext.compute([s])[0].values, segs))
+    finally:
+        weights.set_models_dir(None)
+    for a, b in zip(alone, together):
+        np.testing.assert_array_equal(a, b)
