@@ -92,7 +92,8 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
     store = FeatureStore(cfg.store, create=True)
     with StoreLock(store.fs), StopSignals(lambda line: console.print(line, highlight=False)) as stop:
         store.save_manifest(clips)
-        p = plan.make_plan(cfg, clips, store.index())
+        live = store.index()  # read once: the plan and the consolidation check share it
+        p = plan.make_plan(cfg, clips, live)
         for name, desc in p.descriptions.items():
             ext = registry.create(name, cfg.extractors[name])
             attrs = {**desc, "modality": ext.modality, "input": ext.input, "dim": ext.dim, "rate": ext.rate,
@@ -107,7 +108,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         p.work = _refuse(store, p, refused, report)
         stopped = None
         # a run with nothing to extract still finishes the consolidation an interrupted run left undone
-        if p.work or consolidate.plan_merges(store, store.index()):
+        if p.work or consolidate.plan_merges(store, live):
             try:
                 with cluster.client_for(cluster_cfg) as session:
                     if p.work:
