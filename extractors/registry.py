@@ -28,6 +28,9 @@ BUILTIN_MODULES = (
     "extractors.videomae",
     "extractors.resnet18_spectrogram",
     "extractors.trill",
+    "extractors.facenet",
+    "extractors.resnet_face",
+    "extractors.mtcnn",  # not an extractor: the face stage's detector, imported so its weights are registered
 )
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
+
+from extractors.base import Features, VideoSegment
 
 
 def device_of(name: str) -> torch.device:
@@ -33,3 +36,23 @@ def load_state(path, model: torch.nn.Module, strict: bool = True) -> torch.nn.Mo
         state = state.get("state_dict", state) if isinstance(state, dict) else state
     model.load_state_dict(state, strict=strict)
     return model
+
+
+def face_embeddings(model: torch.nn.Module, device: torch.device, batch: Sequence[VideoSegment], dim: int,
+                    batch_frames: int, standardise: Callable[[torch.Tensor], torch.Tensor]) -> list[Features]:
+    """Run ``model`` on every frame's crop (batched across clips); faceless frames are zero and invalid."""
+    crops = np.concatenate([s.frames for s in batch]) if batch else np.zeros((0, 1, 1, 3), np.uint8)
+    outs = []
+    with inference(device):
+        for i in range(0, len(crops), batch_frames):
+            x = torch.from_numpy(crops[i : i + batch_frames]).to(device).permute(0, 3, 1, 2).float()
+            outs.append(model(standardise(x)).float().cpu().numpy())
+    values = np.concatenate(outs) if outs else np.zeros((0, dim), np.float32)
+    results, pos = [], 0
+    for seg in batch:
+        v = values[pos : pos + len(seg.frames)].copy()
+        pos += len(seg.frames)
+        found = np.ones(len(v), bool) if seg.found is None else seg.found
+        v[~found] = 0.0
+        results.append(Features(v, seg.times, seg.ends, found, seg.confidence))
+    return results

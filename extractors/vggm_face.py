@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from extractors.base import Extractor, Features, VideoSegment
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
@@ -89,11 +87,10 @@ class VGGMFace(Extractor):
         load_state(self.weights_path() / WEIGHTS.files[0], net)
         self.model = net.eval().to(self.device)
 
-    def preprocess(self, crops: np.ndarray):  # noqa: ANN201 - torch.Tensor [N, 3, size, size]
+    def standardise(self, x):  # noqa: ANN001, ANN201 - float [N, 3, H, W] 0-255 -> the network's input
         import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float()
         if self.config.grey:
             x = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None].expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(self.config.size, self.config.size), mode="bilinear", align_corners=False)
@@ -101,20 +98,7 @@ class VGGMFace(Extractor):
         return x - mean
 
     def compute(self, batch: Sequence[VideoSegment]) -> list[Features]:
-        from extractors.torch_util import inference
+        from extractors.torch_util import face_embeddings
 
         self.ensure_setup()
-        crops = np.concatenate([s.frames for s in batch]) if batch else np.zeros((0, 1, 1, 3), np.uint8)
-        outs = []
-        with inference(self.device):
-            for i in range(0, len(crops), self.config.batch_frames):
-                outs.append(self.model(self.preprocess(crops[i : i + self.config.batch_frames])).float().cpu().numpy())
-        values = np.concatenate(outs) if outs else np.zeros((0, 512), np.float32)
-        results, pos = [], 0
-        for seg in batch:
-            v = values[pos : pos + len(seg.frames)].copy()
-            pos += len(seg.frames)
-            found = np.ones(len(v), bool) if seg.found is None else seg.found
-            v[~found] = 0.0
-            results.append(Features(v, seg.times, seg.ends, found))
-        return results
+        return face_embeddings(self.model, self.device, batch, 512, self.config.batch_frames, self.standardise)

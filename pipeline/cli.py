@@ -62,7 +62,12 @@ def extract(
                                                      "every worker busy, at most 16]"),
     dtype: str = typer.Option("float32", help="stored value type: float32 or float16"),
     device: str = typer.Option("auto", help="auto, cpu or cuda (GPU extractors)"),
-    face_detector: str = typer.Option("haar", help="face detector of the shared face stage"),
+    face_detector: str = typer.Option("auto", help="face detector of the shared face stage: mtcnn (CNN with "
+                                      "landmarks; `pipeline models fetch MTCNN`), haar (needs nothing, finds fewer "
+                                      "faces), or auto (mtcnn where installed, else haar)"),
+    face_every: int = typer.Option(5, help="run the face detector every N frames, track with optical flow between"),
+    min_face: float = typer.Option(0.05, help="smallest face to find, as a fraction of the frame's shorter side "
+                                              "(at least 20 px)"),
     max_side: int | None = typer.Option(None, help="downscale frames whose longer side exceeds this"),
     models: Path | None = typer.Option(None, help="model directory for learned weights [$PIPELINE_MODELS]"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -81,7 +86,8 @@ def extract(
             dataset=dataset, root=str(root), store=store, extractors=parse_extractors(extractors, set_),
             align=AlignConfig(rate, min_confidence,
                               None if max_duration_gap is not None and max_duration_gap < 0 else max_duration_gap),
-            face=FaceConfig(detector=face_detector), cluster_file=str(cluster) if cluster else None, limit=limit,
+            face=FaceConfig(detector=face_detector, detect_every=face_every, min_face=min_face),
+            cluster_file=str(cluster) if cluster else None, limit=limit,
             force=force, dry_run=dry_run, allow_failures=allow_failures, shard_size=shard_size, dtype=dtype,
             device=device, max_side=max_side, progress=not quiet, models_dir=str(models) if models else None,
             progress_every=progress_every, fingerprint=fingerprint,

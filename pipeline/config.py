@@ -51,8 +51,10 @@ class ExtractConfig:
             raise ConfigError(f"--fingerprint must be content or stat, not {self.fingerprint!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
-        if self.face.detector not in DETECTORS:
-            raise ConfigError(f"unknown face detector {self.face.detector!r}; known: {sorted(DETECTORS)}")
+        if self.face.detector not in (*DETECTORS, "auto"):
+            raise ConfigError(f"unknown face detector {self.face.detector!r}; known: auto, {', '.join(DETECTORS)}")
+        if self.face.detect_every < 1:
+            raise ConfigError("--face-every must be >= 1")
         if not self.extractors:
             raise ConfigError("no extractors requested")
         for name, overrides in self.extractors.items():

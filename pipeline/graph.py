@@ -16,7 +16,7 @@ import numpy as np
 from rich.console import Console
 
 from extractors import registry, weights
-from pipeline import __version__, cluster, manifest, plan
+from pipeline import __version__, cluster, face, manifest, plan
 from pipeline.config import ExtractConfig
 from pipeline.dispatch import Dispatcher, NoWorkers
 from pipeline.errors import ConfigError
@@ -77,6 +77,8 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
                 weights.resolve(ext.weights_id)
             except weights.WeightsError as exc:
                 raise ConfigError(f"extractor {name}: {exc}") from None
+    if any(registry.create(n, o).input == "faces" for n, o in cfg.extractors.items()):
+        cfg = replace(cfg, face=replace(cfg.face, detector=face.resolve_detector(cfg.face.detector)))
     clips, refused = manifest.build_with_refusals(cfg.dataset, cfg.root, cfg.limit, keep_refused=cfg.allow_failures)
     targets = manifest.get_dataset(cfg.dataset).targets  # frame-level targets always travel with the features
     if any(t not in cfg.extractors for t in targets):
@@ -99,7 +101,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
             attrs = {**desc, "modality": ext.modality, "input": ext.input, "dim": ext.dim, "rate": ext.rate,
                      "feature_names": ext.feature_names, "package": f"affect-pipeline {__version__}"}
             if ext.input == "faces":
-                attrs["face"] = asdict(cfg.face)
+                attrs["face"] = {**face.face_key(cfg.face), "crop": asdict(ext.face_crop)}
             store.set_group_attrs("native", "", name, attrs)
             store.set_group_attrs("aligned", cfg.align.view, name, {**attrs, "rate": cfg.align.rate,
                                                                      "align": asdict(cfg.align)})

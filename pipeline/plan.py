@@ -21,6 +21,7 @@ from extractors import registry
 from pipeline import cache_key
 from pipeline.config import ExtractConfig
 from pipeline.decode import ClipSource
+from pipeline.face import face_key
 
 
 @dataclass
@@ -148,7 +149,7 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
     descriptions = {name: e.describe() for name, e in exts.items()}
     align = dataclasses.asdict(cfg.align)
     ext_fps = {n: e.fingerprint() for n, e in exts.items()}
-    extras = {n: dataclasses.asdict(cfg.face) if e.input == "faces" else "text" if e.input == "text" else None
+    extras = {n: face_key(cfg.face) if e.input == "faces" else "text" if e.input == "text" else None
               for n, e in exts.items()}
     native_live = live[live["stage"] == "native"].reset_index(drop=True)
     aligned_live = live[(live["stage"] == "aligned") & (live["view"] == cfg.align.view)].reset_index(drop=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from pipeline.align import AlignConfig
 from pipeline.batcher import Batcher
 from pipeline.decode import ClipDecoder, ClipSource, MediaInfo, probe
 from pipeline.errors import ClipError, describe_exception
-from pipeline.face import FaceConfig, FaceTracker
+from pipeline.face import FaceConfig, FaceStage
 from pipeline.part_writer import PartWriter, decoded_meta, meta_from_row
 from pipeline.plan import ClipWork
 from pipeline.progress import Reporter
@@ -186,16 +186,17 @@ class _ShardRunner:
         multiple = math.lcm(*[self.exts[n].window_multiple for n in video]) if video else 1
         window = multiple * max(1, -(-self.task.window_frames // multiple))
         decoder = ClipDecoder(src, bool(video), bool(audio), window, self.task.max_side)
-        tracker = FaceTracker(self.task.face) if any(self.exts[n].input == "faces" for n in video) else None
+        crops = {n: self.exts[n].face_crop for n in video if self.exts[n].input == "faces"}
+        stage = FaceStage(replace(self.task.face, device=self.task.device), crops.values()) if crops else None
         declared = _declared(src, info)
         t, busy = time.perf_counter(), sum(b.seconds for b in self.batchers.values())
         try:
             for win in decoder.windows():
                 if len(win.ends):
                     self.progress.report(clip, float(win.ends[-1]), declared)
-                faces = tracker.process(win) if tracker is not None else None
+                faces = stage.process(win) if stage is not None else {}
                 for n in video:
-                    self.batchers[n].add(faces if self.exts[n].input == "faces" else win)
+                    self.batchers[n].add(faces[crops[n]] if n in crops else win)
             self.writer.meta[clip] = decoded_meta(work.fingerprint, declared, decoder.audio_duration,
                                                   decoder.video_duration)
             if not audio:

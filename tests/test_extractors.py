@@ -9,9 +9,8 @@ import pytest
 from scipy.signal import get_window
 
 from extractors import registry
-from extractors.base import AudioSegment, Extractor, VideoSegment
+from extractors.base import AudioSegment, Extractor
 from pipeline import synth
-from pipeline.face import FaceConfig, FaceTracker
 
 
 def test_registry_lists_offline_extractors_and_rejects_unknown_names():
@@ -96,22 +95,6 @@ def test_egemaps_lld_shape_rate_and_determinism():
     assert compare.dim == 65
     with pytest.raises(ValueError, match="feature_set"):
         registry.make_config("egemaps", {"feature_set": "GeMAPS_bogus"})
-
-
-def test_face_stage_finds_the_real_face_and_marks_faceless_frames_invalid():
-    base = synth.face_image()
-    frames = np.stack(list(synth.animate_face(base, 6, 25, 0, 1, 1, 1, seed=0)))
-    blank = np.full_like(frames, 128)
-    video = np.concatenate([frames, blank[:6]])
-    times = np.arange(12) / 25
-    tracker = FaceTracker(FaceConfig(max_gap=0))
-    out = tracker.process(VideoSegment("c", video, times, times + 0.04))
-    assert out.found.tolist() == [True] * 6 + [False] * 6
-    assert out.frames.shape == (12, 112, 112, 3)
-    (hog,) = registry.create("face_hog").compute([out])
-    assert hog.values.shape == (12, registry.create("face_hog").dim)
-    assert hog.mask.tolist() == out.found.tolist()
-    assert np.abs(hog.values[:6]).sum() > 0 and np.abs(hog.values[6:]).sum() == 0
 
 
 def test_setup_runs_once_when_tasks_in_several_threads_share_an_instance():

@@ -1,0 +1,243 @@
+"""MTCNN (Zhang et al., IEEE SPL 2016): the face stage's CNN detector, with 5 landmarks.
+
+Three small networks in cascade: P-Net proposes boxes over an image pyramid, R-Net rejects and refines
+them on 24 x 24 crops, O-Net refines again on 48 x 48 crops and gives 5 landmarks (eye centres, nose
+tip, mouth corners). The networks are written here (the PyPI package that ships the published weights,
+``facenet-pytorch``, pins torch < 2.3 and numpy < 2); their layer names and the input layout follow that
+package's conversion, so its three state dicts load as they are (``weights_only``, sha256-pinned).
+Every stage is batched: all frames of a window go through P-Net together, all their candidates through
+R-Net and O-Net together; candidate crops are cut with ``roi_align`` (zero outside the frame, as in the
+original), on the GPU when the worker has one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from extractors.weights import Weights, register_weights
+
+WEIGHTS = register_weights(Weights(
+    name="MTCNN", files=("pnet.pt", "rnet.pt", "onet.pt"),
+    sha256={"pnet.pt": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+            "rnet.pt": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+            "onet.pt": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d"},
+    source="facenet-pytorch==2.6.0", kind="pypi", licence="MIT (facenet-pytorch); MTCNN by Zhang et al. 2016",
+    preprocessing={"scale": "(x - 127.5) / 128", "channels": "RGB"},
+    meta={"wheel_dir": "facenet_pytorch/data", "thresholds": [0.6, 0.7, 0.7], "factor": 0.709,
+          "how": "`pipeline models fetch MTCNN` (pip downloads the facenet-pytorch wheel from PyPI, no install) "
+                 "or unzip that wheel and `pipeline models add MTCNN facenet_pytorch/data`"},
+))
+
+
+def _nets():  # noqa: ANN202 - (PNet, RNet, ONet) classes; torch imported lazily
+    import torch
+    from torch import nn
+
+    class PNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
+            self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+            self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
+            self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
+            self.conv4_1, self.conv4_2 = nn.Conv2d(32, 2, 1), nn.Conv2d(32, 4, 1)
+
+        def forward(self, x):  # noqa: ANN001, ANN202 - (box offsets [N,4,h,w], face probability [N,h,w])
+            x = self.prelu1(self.conv1(x))
+            x = self.prelu3(self.conv3(self.prelu2(self.conv2(self.pool1(x)))))
+            return self.conv4_2(x), torch.softmax(self.conv4_1(x), 1)[:, 1]
+
+    class RNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
+            self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
+            self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
+            self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
+            self.dense5_1, self.dense5_2 = nn.Linear(128, 2), nn.Linear(128, 4)
+
+        def forward(self, x):  # noqa: ANN001, ANN202 - (box offsets [N,4], face probability [N])
+            x = self.pool1(self.prelu1(self.conv1(x)))
+            x = self.pool2(self.prelu2(self.conv2(x)))
+            x = self.prelu3(self.conv3(x))
+            x = self.prelu4(self.dense4(x.permute(0, 3, 2, 1).flatten(1)))  # the converted weights' (W, H) order
+            return self.dense5_2(x), torch.softmax(self.dense5_1(x), 1)[:, 1]
+
+    class ONet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
+            self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
+            self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
+            self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+            self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
+            self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
+            self.dense6_1, self.dense6_2, self.dense6_3 = nn.Linear(256, 2), nn.Linear(256, 4), nn.Linear(256, 10)
+
+        def forward(self, x):  # noqa: ANN001, ANN202 - (offsets [N,4], landmarks [N,10], probability [N])
+            x = self.pool1(self.prelu1(self.conv1(x)))
+            x = self.pool2(self.prelu2(self.conv2(x)))
+            x = self.pool3(self.prelu3(self.conv3(x)))
+            x = self.prelu5(self.dense5(self.prelu4(self.conv4(x)).permute(0, 3, 2, 1).flatten(1)))
+            return self.dense6_2(x), self.dense6_3(x), torch.softmax(self.dense6_1(x), 1)[:, 1]
+
+    return PNet, RNet, ONet
+
+
+@dataclass
+class Detections:
+    """One image's faces: boxes [K, 4] (x1, y1, x2, y2 in pixels), scores [K], landmarks [K, 5, 2] or None."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    points: np.ndarray | None = None
+
+
+class MTCNN:
+    """Batched MTCNN over equal-sized RGB uint8 frames; ``min_face`` in pixels of those frames."""
+
+    def __init__(self, folder, device: str = "cpu", min_face: int = 20,  # noqa: ANN001 - folder: Path
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709) -> None:
+        import torch
+
+        from extractors.torch_util import device_of, load_state
+
+        self.device = device_of(device)
+        self.min_face, self.thresholds, self.factor = min_face, thresholds, factor
+        # channels-last: 2-3x faster convolutions and pooling on CPU for these thin layers
+        self.nets = [load_state(f"{folder}/{f}", cls()).eval().to(self.device, memory_format=torch.channels_last)
+                     for f, cls in zip(WEIGHTS.files, _nets())]
+
+    def scales(self, h: int, w: int) -> list[float]:
+        """The pyramid: the smallest face maps to P-Net's 12 px cell, then steps of ``factor``."""
+        m = 12.0 / self.min_face
+        out, side = [], min(h, w) * m
+        while side >= 12:
+            out.append(m * self.factor ** len(out))
+            side *= self.factor
+        return out
+
+    def detect(self, frames: np.ndarray) -> list[Detections]:
+        import torch
+
+        if len(frames) == 0:
+            return []
+        with torch.inference_mode():
+            imgs = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
+            boxes, idx = self._propose(imgs, frames)
+            boxes, idx, _ = self._refine(imgs, boxes, idx, 1, 24)
+            boxes, idx, points = self._refine(imgs, boxes, idx, 2, 48)
+            boxes, idx, points = boxes.cpu().numpy(), idx.cpu().numpy(), points.cpu().numpy()
+        out = []
+        for b in range(len(frames)):
+            sel = idx == b
+            out.append(Detections(boxes[sel, :4].copy(), boxes[sel, 4].copy(), points[sel].copy()))
+        return out
+
+    def _resized(self, imgs, frames: np.ndarray, h: int, w: int):  # noqa: ANN001, ANN202
+        """One pyramid level, scaled for the networks: OpenCV's area resize on CPU (5x faster), torch on GPU."""
+        import cv2
+        import torch
+        import torch.nn.functional as F
+
+        if self.device.type == "cpu":
+            x = torch.from_numpy(np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames]))
+            x = x.permute(0, 3, 1, 2).float()
+        else:
+            x = F.interpolate(imgs, size=(h, w), mode="area")
+        return ((x - 127.5) / 128.0).contiguous(memory_format=torch.channels_last)
+
+    def _propose(self, imgs, frames_np: np.ndarray):  # noqa: ANN001, ANN202 - P-Net over the pyramid
+        """Candidate boxes ([K, 5]: box and score) and their frame ([K])."""
+        import torch
+        from torchvision.ops import batched_nms
+
+        h, w = imgs.shape[2:]
+        found, frames = [], []
+        for s in self.scales(h, w):
+            reg, prob = self.nets[0](self._resized(imgs, frames_np, int(h * s + 1), int(w * s + 1)))
+            b, yy, xx = torch.nonzero(prob >= self.thresholds[0], as_tuple=True)
+            if len(b) == 0:
+                continue
+            cell = torch.stack([xx, yy], 1).float()
+            q1, q2 = torch.floor((2 * cell + 1) / s), torch.floor((2 * cell + 12) / s)
+            cand = torch.cat([q1, q2, prob[b, yy, xx][:, None], reg[b, :, yy, xx]], 1)
+            keep = batched_nms(cand[:, :4], cand[:, 4], b, 0.5)
+            found.append(cand[keep])
+            frames.append(b[keep])
+        if not found:
+            return torch.zeros((0, 5), device=imgs.device), torch.zeros(0, dtype=torch.long, device=imgs.device)
+        cand, b = torch.cat(found), torch.cat(frames)
+        keep = batched_nms(cand[:, :4], cand[:, 4], b, 0.7)
+        cand, b = cand[keep], b[keep]
+        wh = (cand[:, 2:4] - cand[:, 0:2]).repeat(1, 2)
+        boxes = cand[:, :4] + cand[:, 5:9] * wh
+        return _square(torch.cat([boxes, cand[:, 4:5]], 1)), b
+
+    def _refine(self, imgs, boxes, idx, stage: int, size: int):  # noqa: ANN001, ANN202
+        """R-Net (stage 1) or O-Net (stage 2) on the candidates' crops: keep, regress, NMS."""
+        import torch
+        from torchvision.ops import batched_nms, roi_align
+
+        empty_pts = torch.zeros((0, 5, 2), device=imgs.device)
+        if len(boxes) == 0:
+            return boxes, idx, empty_pts
+        half = torch.tensor([-0.5, -0.5, 0.5, 0.5], device=boxes.device)  # inclusive pixel boxes
+        rois = torch.cat([idx[:, None].float(), boxes[:, :4] + half], 1)
+        crops = (roi_align(imgs, rois, size, spatial_scale=1.0, sampling_ratio=-1, aligned=True) - 127.5) / 128.0
+        crops = crops.contiguous(memory_format=torch.channels_last)
+        outs = [self.nets[stage](crops[i : i + 512]) for i in range(0, len(crops), 512)]
+        reg, score = torch.cat([o[0] for o in outs]), torch.cat([o[-1] for o in outs])
+        keep = score > self.thresholds[stage]
+        boxes, idx, reg, score = boxes[keep], idx[keep], reg[keep], score[keep]
+        wh = (boxes[:, 2:4] - boxes[:, 0:2] + 1).repeat(1, 2)
+        points = empty_pts
+        if stage == 2:
+            lm = torch.cat([o[1] for o in outs])[keep]
+            points = torch.stack([boxes[:, 0:1] + wh[:, 0:1] * lm[:, :5] - 1,
+                                  boxes[:, 1:2] + wh[:, 1:2] * lm[:, 5:] - 1], 2)
+        boxes = torch.cat([boxes[:, :4] + reg * wh, score[:, None]], 1)
+        if stage == 1:
+            keep = batched_nms(boxes[:, :4], boxes[:, 4], idx, 0.7)
+            return _square(boxes[keep]), idx[keep], points
+        keep = _nms_min(boxes, idx, 0.7)
+        return boxes[keep], idx[keep], points[keep]
+
+
+def _square(boxes):  # noqa: ANN001, ANN202 - [K, 5] -> squares about the same centres
+    import torch
+
+    wh = boxes[:, 2:4] - boxes[:, 0:2]
+    side = torch.max(wh, 1).values[:, None]
+    x1y1 = boxes[:, 0:2] + wh / 2 - side / 2
+    return torch.cat([x1y1, x1y1 + side, boxes[:, 4:5]], 1)
+
+
+def _nms_min(boxes, idx, threshold: float):  # noqa: ANN001, ANN202
+    """O-Net's final suppression: overlap over the smaller box (a face inside a face is one face)."""
+    import torch
+
+    order = torch.argsort(boxes[:, 4], descending=True).tolist()
+    b = boxes.cpu().numpy()
+    area = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    frame = idx.cpu().numpy()
+    keep: list[int] = []
+    for i in order:
+        ok = True
+        for j in keep:
+            if frame[i] != frame[j]:
+                continue
+            iw = min(b[i, 2], b[j, 2]) - max(b[i, 0], b[j, 0]) + 1
+            ih = min(b[i, 3], b[j, 3]) - max(b[i, 1], b[j, 1]) + 1
+            if iw > 0 and ih > 0 and iw * ih / min(area[i], area[j]) > threshold:
+                ok = False
+                break
+        if ok:
+            keep.append(i)
+    return torch.as_tensor(keep, dtype=torch.long, device=boxes.device)
