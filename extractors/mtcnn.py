@@ -114,23 +114,24 @@ class MTCNN:
         self.nets = [load_state(f"{folder}/{f}", cls()).eval().to(self.device, memory_format=torch.channels_last)
                      for f, cls in zip(WEIGHTS.files, _nets())]
 
-    def scales(self, h: int, w: int) -> list[float]:
+    def scales(self, h: int, w: int, min_face: float | None = None) -> list[float]:
         """The pyramid: the smallest face maps to P-Net's 12 px cell, then steps of ``factor``."""
-        m = 12.0 / self.min_face
+        m = 12.0 / (min_face or self.min_face)
         out, side = [], min(h, w) * m
         while side >= 12:
             out.append(m * self.factor ** len(out))
             side *= self.factor
         return out
 
-    def detect(self, frames: np.ndarray) -> list[Detections]:
+    def detect(self, frames: np.ndarray, min_face: float | None = None) -> list[Detections]:
+        """``min_face`` (pixels) overrides the instance's for this call: one model serves every frame size."""
         import torch
 
         if len(frames) == 0:
             return []
         with torch.inference_mode():
             imgs = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float()
-            boxes, idx = self._propose(imgs, frames)
+            boxes, idx = self._propose(imgs, frames, min_face)
             boxes, idx, _ = self._refine(imgs, boxes, idx, 1, 24)
             boxes, idx, points = self._refine(imgs, boxes, idx, 2, 48)
             boxes, idx, points = boxes.cpu().numpy(), idx.cpu().numpy(), points.cpu().numpy()
@@ -153,14 +154,14 @@ class MTCNN:
             x = F.interpolate(imgs, size=(h, w), mode="area")
         return ((x - 127.5) / 128.0).contiguous(memory_format=torch.channels_last)
 
-    def _propose(self, imgs, frames_np: np.ndarray):  # noqa: ANN001, ANN202 - P-Net over the pyramid
+    def _propose(self, imgs, frames_np: np.ndarray, min_face: float | None):  # noqa: ANN001, ANN202
         """Candidate boxes ([K, 5]: box and score) and their frame ([K])."""
         import torch
         from torchvision.ops import batched_nms
 
         h, w = imgs.shape[2:]
         found, frames = [], []
-        for s in self.scales(h, w):
+        for s in self.scales(h, w, min_face):
             reg, prob = self.nets[0](self._resized(imgs, frames_np, int(h * s + 1), int(w * s + 1)))
             b, yy, xx = torch.nonzero(prob >= self.thresholds[0], as_tuple=True)
             if len(b) == 0:

@@ -55,6 +55,9 @@ class ExtractConfig:
             raise ConfigError(f"unknown face detector {self.face.detector!r}; known: auto, {', '.join(DETECTORS)}")
         if self.face.detect_every < 1:
             raise ConfigError("--face-every must be >= 1")
+        if not 0 < self.face.min_face < 1:
+            raise ConfigError(f"--min-face is a fraction of the frame's shorter side, in (0, 1); "
+                              f"got {self.face.min_face}")
         if not self.extractors:
             raise ConfigError("no extractors requested")
         for name, overrides in self.extractors.items():

@@ -89,7 +89,7 @@ def _haar(cfg: FaceConfig) -> Callable[[np.ndarray], list[Detections]]:
 
 
 _MODELS: dict[str, MTCNN] = {}
-_LOCK = threading.Lock()  # tasks in several threads of one worker share one detector
+_LOCK = threading.Lock()  # tasks in several threads of one worker load one detector
 
 
 def _mtcnn(cfg: FaceConfig) -> Callable[[np.ndarray], list[Detections]]:
@@ -102,9 +102,7 @@ def _mtcnn(cfg: FaceConfig) -> Callable[[np.ndarray], list[Detections]]:
 
     def detect(frames: np.ndarray) -> list[Detections]:
         h, w = frames.shape[1:3]
-        with _LOCK:
-            model.min_face = max(cfg.min_face_px, cfg.min_face * min(h, w))
-            return model.detect(frames)
+        return model.detect(frames, max(cfg.min_face_px, cfg.min_face * min(h, w)))
 
     return detect
 

@@ -79,6 +79,11 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
                 raise ConfigError(f"extractor {name}: {exc}") from None
     if any(registry.create(n, o).input == "faces" for n, o in cfg.extractors.items()):
         cfg = replace(cfg, face=replace(cfg.face, detector=face.resolve_detector(cfg.face.detector)))
+        if cfg.face.detector == "mtcnn":  # asked for by name: its weights are checked before any clip
+            try:
+                weights.resolve("MTCNN")
+            except weights.WeightsError as exc:
+                raise ConfigError(f"face stage (--face-detector mtcnn): {exc}; or use --face-detector haar") from None
     clips, refused = manifest.build_with_refusals(cfg.dataset, cfg.root, cfg.limit, keep_refused=cfg.allow_failures)
     targets = manifest.get_dataset(cfg.dataset).targets  # frame-level targets always travel with the features
     if any(t not in cfg.extractors for t in targets):

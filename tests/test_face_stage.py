@@ -143,3 +143,13 @@ def test_facenet_and_resnet_face_end_to_end_with_mtcnn(mini_corpus, tmp_path, mt
     assert fn.confidence is not None and (fn.confidence[fn.mask] > 0.5).all()
     attrs = fs.group_attrs("native", "", "facenet")
     assert attrs["face"]["detector"] == "mtcnn" and attrs["face"]["crop"]["size"] == 160
+
+
+def test_mtcnn_asked_for_without_weights_is_refused_before_any_clip(mini_corpus, tmp_path):
+    store = tmp_path / "s.zarr"
+    proc = cli("extract", "--dataset", "demo", "--root", str(mini_corpus), "--store", str(store), "--models",
+               str(tmp_path / "empty"), "--extractors", "face_hog", "--face-detector", "mtcnn", "--quiet")
+    assert proc.returncode != 0 and "MTCNN" in proc.stderr and "pipeline models fetch MTCNN" in proc.stderr
+    assert not store.exists()
+    bad = cli("extract", "--dataset", "demo", "--root", str(mini_corpus), "--store", str(store), "--min-face", "2")
+    assert bad.returncode != 0 and "--min-face" in bad.stderr
