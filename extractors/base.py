@@ -64,6 +64,12 @@ class FaceCrop:
     margin: float = 0.1
 
 
+# How the decoder turns any audio stream into the signal every audio extractor sees: the mean of the
+# channels ((L+R)/2, as openSMILE, librosa and torchaudio users expect; FFmpeg's mono downmix is
+# (L+R)/sqrt(2), 3 dB louder), resampled with soxr's high-quality filter.
+AUDIO_FRONTEND = {"sample_rate": 16000, "downmix": "channel mean", "resampler": "soxr HQ"}
+
+
 @dataclass
 class AnnotationSegment:
     """A clip's per-frame annotation file, as text (``annotation_path`` in the manifest), and the video's fps."""
@@ -191,6 +197,13 @@ class Extractor:
         return None
 
     @property
+    def rate_label(self) -> str:
+        """How often it yields a vector, in words (``pipeline extractors``)."""
+        if getattr(self.config, "pooled", False) or self.input == "text":
+            return "1 per clip"
+        return f"{self.rate:g} Hz" if self.rate else "video fps"
+
+    @property
     def weights_id(self) -> str | None:
         """The weights in use: a ``weights`` config field (the user's own) or the registered default."""
         return getattr(self.config, "weights", None) or self.weights_name
@@ -228,26 +241,42 @@ class Extractor:
 
     def describe(self) -> dict[str, Any]:
         """Everything that determines the output: part of the cache key and of the store's attributes."""
-        return {
+        out = {
             "name": self.name,
             "version": self.version,
             "config": self.config_dict(),
             "weights": self.weights,
         }
+        if self.input == "audio":  # the decoder's audio front end shapes every audio feature
+            out["audio_frontend"] = AUDIO_FRONTEND
+        return out
 
     def fingerprint(self) -> str:
         return json.dumps(self.describe(), sort_keys=True, default=str)
 
     @classmethod
+    def runtime(cls) -> tuple[bool, str]:
+        """Whether the libraries or binaries it needs are installed (weights aside), and why not."""
+        return True, "ok"
+
+    @classmethod
     def available(cls) -> tuple[bool, str]:
         """Whether it can run on this machine, and why not (shown by ``pipeline extractors``)."""
+        ok, why = cls.runtime()
+        if not ok:
+            return ok, why
         if cls.weights_name:
             from extractors import weights
 
             status, _ = weights.state(weights.get_weights(cls.weights_name), weights.models_dir(), verify=False)
             if status != "present":
                 return False, f"weights {cls.weights_name} {status} (pipeline models fetch/add)"
-        return True, "ok"
+        return True, why
+
+    def usable(self) -> tuple[bool, str]:
+        """``runtime`` for this configuration (e.g. a binary path given as an option). `pipeline extract`
+        refuses a run before any clip when an asked-for extractor cannot run (weights are checked apart)."""
+        return type(self).runtime()
 
     # -- work ----------------------------------------------------------------------------------
     def batch_budget(self, device: str) -> float | None:

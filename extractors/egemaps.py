@@ -38,11 +38,11 @@ class EGeMAPS(Extractor):
         self._names: list[str] | None = None
 
     @classmethod
-    def available(cls) -> tuple[bool, str]:
-        try:
-            import opensmile  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - opensmile is a core dependency
-            return False, f"opensmile not importable ({exc}); pip install opensmile"
+    def runtime(cls) -> tuple[bool, str]:
+        import importlib.util
+
+        if importlib.util.find_spec("opensmile") is None:  # pragma: no cover - opensmile is a core dependency
+            return False, "opensmile not installed; pip install opensmile"
         return True, "ok"
 
     def setup(self, device: str = "cpu") -> None:

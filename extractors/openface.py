@@ -114,10 +114,19 @@ class OpenFace(Extractor):
         return [f"{g}_{i}" for g in self.config.outputs for i in range(_SIZES[g])]
 
     @classmethod
-    def available(cls) -> tuple[bool, str]:
+    def runtime(cls) -> tuple[bool, str]:
         exe = find_binary()
         return (True, f"FeatureExtraction at {exe} ({version_of(exe)})") if exe else (
             False, "FeatureExtraction not found: set OPENFACE_BIN or --set openface.binary=PATH")
+
+    def usable(self) -> tuple[bool, str]:
+        exe = find_binary(self.config.binary)
+        if exe:
+            return True, f"FeatureExtraction at {exe}"
+        tried = f"--set openface.binary={self.config.binary} does not exist; " if self.config.binary else ""
+        return False, (f"OpenFace's FeatureExtraction was not found ({tried}not on PATH, OPENFACE_BIN unset): "
+                       "build OpenFace 2.2.0 (docs/extractors.md) and set OPENFACE_BIN=/path/to/FeatureExtraction "
+                       "or --set openface.binary=PATH, or leave openface out of --extractors")
 
     def compute(self, batch: Sequence[MediaSegment]) -> list[Features]:
         exe = find_binary(self.config.binary)

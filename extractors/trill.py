@@ -71,12 +71,13 @@ class Trill(Extractor):
         self._pipe = threading.Lock()
 
     @classmethod
-    def available(cls) -> tuple[bool, str]:
-        try:
-            import tensorflow_hub  # noqa: F401
-        except ImportError:
+    def runtime(cls) -> tuple[bool, str]:
+        import importlib.util
+
+        # find_spec, not import: listing extractors must not pay TensorFlow's import (seconds, log noise)
+        if not all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorflow_hub")):
             return False, "TensorFlow not installed: pip install 'affect-pipeline[tf]'"
-        return super().available()
+        return True, "ok"
 
     @property
     def feature_names(self) -> list[str]:

@@ -85,6 +85,11 @@ def define_custom(name: str, like: str, root: str | Path | None = None) -> None:
     (folder / CUSTOM).write_text(json.dumps({"like": like}))
 
 
+def forget_custom(name: str, root: str | Path | None = None) -> None:
+    """Undo ``define_custom`` (a refused ``models add --like``)."""
+    shutil.rmtree(models_dir(str(root) if root else None) / name, ignore_errors=True)
+
+
 def set_models_dir(path: str | None) -> None:
     _DIR[:] = [str(path)] if path else []
 
@@ -171,7 +176,10 @@ def resolve(name: str, root: str | Path | None = None, verify: bool = True) -> P
 
 
 def add(name: str, source: str | Path, root: str | Path | None = None) -> Path:
-    """Install a file (single-file models) or a folder (multi-file models) the user already has."""
+    """Install a file (single-file models) or a folder (multi-file models) the user already has.
+
+    Staged: copied into a temporary folder beside the model directory and checked there (sha256 of
+    published weights, PyTorch files load), then renamed into place, so a bad file never lands."""
     if root:
         set_models_dir(str(root))
     w = get_weights(name)
@@ -179,19 +187,47 @@ def add(name: str, source: str | Path, root: str | Path | None = None) -> Path:
     src = Path(source).expanduser()
     if not src.exists():
         raise WeightsError(f"{src} does not exist")
-    folder.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        for f in w.files:
-            if not (src / f).exists():
-                raise WeightsError(f"{src} lacks {f}, which {w.name} needs ({', '.join(w.files)})")
-            target = folder / f
-            target.parent.mkdir(parents=True, exist_ok=True)
-            (shutil.copytree if (src / f).is_dir() else shutil.copy2)(src / f, target)
-    else:
-        if len(w.files) != 1:
-            raise WeightsError(f"{w.name} has several files ({', '.join(w.files)}); pass the folder holding them")
-        shutil.copy2(src, folder / w.files[0])
-    return _pin(w, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{w.name}.adding-", dir=folder.parent))
+    try:
+        if (folder / CUSTOM).exists():
+            shutil.copy2(folder / CUSTOM, stage / CUSTOM)
+        if src.is_dir():
+            for f in w.files:
+                if not (src / f).exists():
+                    raise WeightsError(f"{src} lacks {f}, which {w.name} needs ({', '.join(w.files)})")
+                target = stage / f
+                target.parent.mkdir(parents=True, exist_ok=True)
+                (shutil.copytree if (src / f).is_dir() else shutil.copy2)(src / f, target)
+        else:
+            if len(w.files) != 1:
+                raise WeightsError(f"{w.name} has several files ({', '.join(w.files)}); pass the folder holding them")
+            shutil.copy2(src, stage / w.files[0])
+        _pin(w, stage)
+        _loads(w, stage)
+        old = folder.with_name(f".{w.name}.replaced-{stage.name[-8:]}")
+        if folder.exists():
+            folder.rename(old)
+        stage.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return folder
+
+
+def _loads(w: Weights, folder: Path) -> None:
+    """PyTorch weight files must load (``weights_only``): a truncated download or a wrong file is refused."""
+    for f in w.files:
+        path = folder / f
+        if path.is_file() and path.suffix in (".pt", ".pth"):
+            import torch
+
+            try:
+                torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - any load failure means the file is not usable
+                raise WeightsError(f"model {w.name}: {f} is not a loadable PyTorch weights file "
+                                   f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def _pin(w: Weights, folder: Path) -> Path:

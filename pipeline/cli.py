@@ -46,7 +46,7 @@ def extract(
     root: Path = typer.Option(..., help="corpus root as unpacked (or the CSV file for --dataset csv)"),
     store: str = typer.Option(..., help="store path or URL (zarr/fsspec), created if missing"),
     extractors: str | None = typer.Option(
-        None, help=f"comma-separated, from: {', '.join(registry.names())} [default: {','.join(DEFAULT_EXTRACTORS)}]"),
+        None, help=f"comma-separated, from: {', '.join(registry.names())}", show_default=",".join(DEFAULT_EXTRACTORS)),
     set_: list[str] = typer.Option([], "--set", help="extractor option, EXTRACTOR.OPTION=VALUE (repeatable)"),
     rate: float = typer.Option(5.0, help="common frame rate of the aligned view (Hz)"),
     min_confidence: float | None = typer.Option(None, help="alignment: drop frames below this confidence"),
@@ -58,8 +58,8 @@ def extract(
     dry_run: bool = typer.Option(False, help="print clips, frames, extractor calls and an estimate; do no work"),
     allow_failures: bool = typer.Option(False, help="exit 0 even when some clips failed (git-LFS pointers become "
                                                  "failed rows instead of refusing the run)"),
-    shard_size: int | None = typer.Option(None, help="clips per Dask task [default: auto, enough tasks to keep "
-                                                     "every worker busy, at most 16]"),
+    shard_size: int | None = typer.Option(None, show_default="auto", help="clips per Dask task (auto: enough "
+                                          "tasks to keep every worker busy, at most 16)"),
     dtype: str = typer.Option("float32", help="stored value type: float32 or float16"),
     device: str = typer.Option("auto", help="auto, cpu or cuda (GPU extractors)"),
     face_detector: str = typer.Option("auto", help="face detector of the shared face stage: mtcnn (CNN with "
@@ -69,7 +69,8 @@ def extract(
     min_face: float = typer.Option(0.05, help="smallest face to find, as a fraction of the frame's shorter side "
                                               "(at least 20 px)"),
     max_side: int | None = typer.Option(None, help="downscale frames whose longer side exceeds this"),
-    models: Path | None = typer.Option(None, help="model directory for learned weights [$PIPELINE_MODELS]"),
+    models: Path | None = typer.Option(None, help="model directory for learned weights",
+                                        show_default="$PIPELINE_MODELS or ~/.cache/affect-pipeline/models"),
     quiet: bool = typer.Option(False, help="no progress bar"),
     fingerprint: str = typer.Option("content", help="how media is recognised for the cache: content (size + first "
                                     "and last 64 KiB; survives moves) or stat (size + mtime + inode; no reads, for "
@@ -114,10 +115,18 @@ def _print_report(r) -> None:  # noqa: ANN001 - RunReport, imported lazily
         out.print(f"dry run: {r.clips} clips, {r.planned} need work in {e['shards']} tasks; "
                   f"{e['media_seconds']} s of media, {e['frames']} video frames")
         out.print(f"extractor calls (clips): {e['extractor_calls']}; cached: {r.cached}")
-        if "compute_seconds" in e:
-            out.print(f"estimated compute: {e['compute_seconds']} s ({e['compute_seconds_basis']})")
-        else:
-            out.print("no time estimate yet: this store has no earlier run to learn the extractors' speed from")
+        if "stages" in e:
+            t = Table(title="estimate per stage (one thread)")
+            for col in ("stage", "media s", "s per media s", "seconds", "measured by"):
+                t.add_column(col, overflow="fold")
+            for stage, v in e["stages"].items():
+                rate = "-" if v["s_per_media_s"] is None else f"{v['s_per_media_s']:.3f}"
+                t.add_row(stage, f"{v['media_s']:.0f}", rate, "-" if v["seconds"] is None else f"{v['seconds']:.0f}",
+                          escape(v["basis"]))
+            out.print(t)
+            out.print(f"estimated compute: {e['compute_seconds']} s on one thread", highlight=False)
+            if "wall_seconds" in e:
+                out.print(f"estimated wall time: {e['wall_seconds']} s ({e['wall_seconds_basis']})", highlight=False)
         return
     out.print(f"run {r.run_id}: {r.clips} clips, {r.planned} needed work; cached per extractor: {r.cached}")
     out.print(f"extractor calls: {r.calls}; entries ok {r.counts['ok']}, failed {r.counts['failed']}; "
@@ -131,21 +140,34 @@ def _print_report(r) -> None:  # noqa: ANN001 - RunReport, imported lazily
 
 
 @app.command()
-def status(store: str = typer.Argument(..., help="store path or URL")) -> None:
-    """Per extractor: done / failed / excluded counts, and the failures table."""
+def status(
+    store: str = typer.Argument(..., help="store path or URL"),
+    min_valid: float = typer.Option(0.5, help="warn about clips whose share of valid frames (mask True, e.g. a "
+                                              "face found) is below this"),
+) -> None:
+    """Per extractor: done / failed / excluded counts, the share of valid frames, and the failures table."""
     from stores.feature_store import FeatureStore
     from stores.status import summary
 
     try:
-        counts, problems = summary(FeatureStore(store))
+        counts, problems, low = summary(FeatureStore(store), min_valid)
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from None
     t = Table(title=f"store {store}")
-    for col in ("stage", "view", "extractor", "ok", "failed", "excluded"):
+    for col in ("stage", "view", "extractor", "ok", "failed", "excluded", "valid frames",
+                f"clips < {min_valid:.0%} valid"):
         t.add_column(col)
     for r in counts.itertuples(index=False):
-        t.add_row(r.stage, r.view, r.extractor, str(r.ok), str(r.failed), str(r.excluded))
+        share = "-" if r.valid != r.valid else f"{r.valid:.0%}"  # NaN: no ok entry, or a store from before
+        t.add_row(r.stage, r.view, r.extractor, str(r.ok), str(r.failed), str(r.excluded), share,
+                  str(r.low_valid) if r.low_valid else "")
     out.print(t)
+    for ext, rows in low.groupby("extractor", sort=True):
+        shown = ", ".join(f"{c} ({v:.0%})" for c, v in zip(rows["clip_id"][:5], rows["valid"][:5]))
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        out.print(f"[yellow]warning:[/yellow] {ext}: {len(rows)} clips have fewer than {min_valid:.0%} valid frames "
+                  f"(stored as ok, but mostly empty: for face extractors, no face found): {shown}{more}",
+                  highlight=False)
     if len(problems):
         p = Table(title="failures and exclusions")
         for col in ("clip_id", "stage", "extractor", "status", "reason"):
@@ -252,8 +274,8 @@ def extractors() -> None:
         cls = registry.get(name)
         ok, why = cls.available()
         ext = cls()
-        rate = f"{ext.rate:g} Hz" if ext.rate else "video fps"
-        t.add_row(name, cls.version, cls.modality, cls.input, str(ext.dim), rate, "yes" if cls.wants_gpu else "no",
+        t.add_row(name, cls.version, cls.modality, cls.input, str(ext.dim), ext.rate_label,
+                  "yes" if cls.wants_gpu else "no",
                   escape(("yes" if why == "ok" else f"yes: {why}") if ok else f"no: {why}"))
     out.print(t)
 
@@ -277,7 +299,7 @@ def demo(
                         cluster_file=str(cluster) if cluster else None)
     report = run_extract(cfg, err)
     _print_report(report)
-    status(str(store))
+    status(str(store), 0.5)
     if train:
         from train.demo import demo_training, table
 

@@ -11,7 +11,8 @@ from rich.table import Table
 
 app = typer.Typer(help="Learned weights: list their state, fetch them (internet), or add a copy you have.")
 console = Console(soft_wrap=True)
-_DIR = typer.Option(None, "--models", help="model directory [$PIPELINE_MODELS or ~/.cache/affect-pipeline/models]")
+_DIR = typer.Option(None, "--models", help="model directory",
+                    show_default="$PIPELINE_MODELS or ~/.cache/affect-pipeline/models")
 
 
 @app.command("list")
@@ -53,9 +54,15 @@ def add(name: str = typer.Argument(..., help="model name (pipeline models list)"
     from extractors import weights
 
     try:
+        fresh = like is not None and not (weights.models_dir(str(models) if models else None) / name).exists()
         if like:
             weights.define_custom(name, like, models)
-        folder = weights.add(name, path, models)
+        try:
+            folder = weights.add(name, path, models)
+        except weights.WeightsError:
+            if fresh:  # the declaration made for this call goes too: nothing is left of a refused add
+                weights.forget_custom(name, models)
+            raise
     except weights.WeightsError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None

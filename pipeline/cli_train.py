@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -36,23 +38,35 @@ def _config(config: Path | None, **kw):  # noqa: ANN202
         raise typer.Exit(2) from None
 
 
+def _opt(name: str, text: str) -> Any:  # noqa: ANN401 - a typer OptionInfo
+    """An option whose default lives in TrainConfig (so a --config file can set it), shown in --help."""
+    from train.config import TrainConfig
+
+    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else "none" if default is None else default
+    return typer.Option(None, help=text, show_default=str(shown))
+
+
 def pretrain(
     store: str = _STORE,
     out: Path = typer.Option(Path("runs/pretrain"), help="run directory"),
     config: Path | None = _CONFIG,
-    audio: str | None = typer.Option(None, help="audio extractor [egemaps]"),
-    visual: str | None = typer.Option(None, help="visual extractor [face_hog]"),
-    size: str | None = typer.Option(None, help="MulT size: base | large | small"),
-    epochs: int | None = typer.Option(None), batch_size: int | None = typer.Option(None),
-    lr: float | None = typer.Option(None), seed: int | None = typer.Option(None),
-    window: int | None = typer.Option(None, help="frames per window [50 = 10 s at 5 Hz]"),
-    device: str | None = typer.Option(None, help="auto | cpu | cuda"),
+    audio: str | None = _opt("audio", "audio extractor (a stream of the store)"),
+    visual: str | None = _opt("visual", "visual extractor (a stream of the store)"),
+    view: str | None = _opt("view", "aligned view to read (set by `extract --rate`: 5hz, 10hz, ...)"),
+    size: str | None = _opt("size", "MulT size: base | large | small"),
+    epochs: int | None = _opt("epochs", "training epochs"),
+    batch_size: int | None = _opt("batch_size", "windows per batch"),
+    lr: float | None = _opt("lr", "peak learning rate (Adam; linear warm-up, then linear decay)"),
+    seed: int | None = _opt("seed", "random seed (weights, masking, order)"),
+    window: int | None = _opt("window", "frames per window (50 = 10 s at 5 Hz)"),
+    device: str | None = _opt("device", "auto | cpu | cuda"),
 ) -> None:
     """Masked-frame pretraining of MulT on a store (no labels needed)."""
     from train.pretrain import pretrain as run
 
-    cfg = _config(config, store=store, out=str(out), audio=audio, visual=visual, size=size, epochs=epochs,
-                  batch_size=batch_size, lr=lr, seed=seed, window=window, device=device, label=None)
+    cfg = _config(config, store=store, out=str(out), audio=audio, visual=visual, view=view, size=size,
+                  epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, window=window, device=device, label=None)
     path = run(cfg, log=console.print)
     console.print(f"pretrained weights: {path}\nfine-tune: pipeline train --store STORE --pretrained {path}")
 
@@ -61,39 +75,49 @@ def train(
     store: str = _STORE,
     out: Path = typer.Option(Path("runs/train"), help="run directory"),
     config: Path | None = _CONFIG,
-    model: str | None = typer.Option(None, help="mult, tfn, ef_gru, lf_gru, gru_probe, jmt, mater, svm, "
-                                                   "xgboost, mlp [mult]"),
-    audio: str | None = typer.Option(None), visual: str | None = typer.Option(None),
-    label: str | None = typer.Option(None, help="manifest label column [label]"),
-    task: str | None = typer.Option(None, help="classification | regression | frame_regression"),
-    frame_targets: str | None = typer.Option(None, help="stream of frame-level targets (affwild2_va)"),
-    protocol: str | None = typer.Option(None, help="manifest split/fold column [split]"),
-    low_resource: str | None = typer.Option(None, help="comma-separated % of training labels, e.g. 10,100"),
-    pretrained: str | None = typer.Option(None, help="pretraining checkpoint (MulT)"),
+    model: str | None = _opt("model", "mult, tfn, ef_gru, lf_gru, gru_probe, jmt, mater, svm, xgboost, mlp"),
+    audio: str | None = _opt("audio", "audio extractor (a stream of the store)"),
+    visual: str | None = _opt("visual", "visual extractor (a stream of the store)"),
+    view: str | None = _opt("view", "aligned view to read (set by `extract --rate`: 5hz, 10hz, ...)"),
+    window: int | None = _opt("window", "frames per window (50 = 10 s at 5 Hz)"),
+    label: str | None = _opt("label", "manifest label column"),
+    task: str | None = _opt("task", "classification | regression | frame_regression"),
+    frame_targets: str | None = _opt("frame_targets", "stream of frame-level targets (e.g. affwild2_va)"),
+    protocol: str | None = _opt("protocol", "manifest column of splits (train/validation/test) or fold numbers"),
+    only: str | None = _opt("only", "one modality (audio | visual) for gru_probe and the classical models"),
+    low_resource: str | None = _opt("low_resource", "comma-separated % of the training labels, e.g. 10,100"),
+    low_resource_seeds: int | None = _opt("low_resource_seeds", "repeats of each N % < 100 subset: new stratified "
+                                          "subset and initialisation each; the summary is mean ± sd over them"),
+    pretrained: str | None = _opt("pretrained", "pretraining checkpoint (MulT)"),
     compare_scratch: bool = typer.Option(False, help="also train from scratch for the low-resource curve"),
-    size: str | None = typer.Option(None), fusion: str | None = typer.Option(None),
-    epochs: int | None = typer.Option(None), batch_size: int | None = typer.Option(None),
-    lr: float | None = typer.Option(None), seed: int | None = typer.Option(None),
-    device: str | None = typer.Option(None),
+    size: str | None = _opt("size", "MulT size: base | large | small"),
+    fusion: str | None = _opt("fusion", "classical models: concat | sum | product | late"),
+    epochs: int | None = _opt("epochs", "training epochs"),
+    batch_size: int | None = _opt("batch_size", "windows (or clips) per batch"),
+    lr: float | None = _opt("lr", "peak learning rate (Adam; linear warm-up, then linear decay)"),
+    seed: int | None = _opt("seed", "random seed (weights, subsets, order)"),
+    device: str | None = _opt("device", "auto | cpu | cuda"),
     opt: list[str] = typer.Option([], "--opt", help="model option NAME=VALUE (repeatable)"),
     stop_after: int | None = typer.Option(None, help="stop after N epochs (run again to resume)"),
 ) -> None:
     """Train and evaluate a model under a protocol; writes metrics.json, checkpoints and plots."""
+    from train.report import summary_table
     from train.trainer import run
 
     lr_pcts = tuple(int(x) for x in low_resource.split(",")) if low_resource else None
-    cfg = _config(config, store=store, out=str(out), model=model, audio=audio, visual=visual, label=label,
-                  task=task, frame_targets=frame_targets, protocol=protocol, low_resource=lr_pcts,
-                  pretrained=pretrained, compare_scratch=compare_scratch or None, size=size, fusion=fusion,
-                  epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+    cfg = _config(config, store=store, out=str(out), model=model, audio=audio, visual=visual, view=view,
+                  window=window, label=label, task=task, frame_targets=frame_targets, protocol=protocol, only=only,
+                  low_resource=lr_pcts, low_resource_seeds=low_resource_seeds, pretrained=pretrained,
+                  compare_scratch=compare_scratch or None, size=size,
+                  fusion=fusion, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                   options=_parse_options(opt) or None, stop_after=stop_after)
     try:
         results = run(cfg, log=console.print)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    console.print_json(json.dumps(results["summary"]))
-    console.print(f"run directory: {out}")
+    console.print(summary_table(results["summary"], f"{cfg.model} on {cfg.store} ({cfg.protocol})"))
+    console.print(f"run directory: {out} (metrics.json, plots)")
 
 
 def evaluate(run_dir: Path = typer.Argument(..., help="a run directory written by `pipeline train`"),

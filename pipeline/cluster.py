@@ -137,6 +137,17 @@ def _local_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def planned_slots(cfg: ClusterConfig) -> int | None:
+    """Task slots (worker threads) the configuration asks for, before any worker starts; None where only the
+    running scheduler knows (mode: scheduler)."""
+    if cfg.mode == "local":
+        kw = _local_kwargs(cfg.local)
+        return int(kw["n_workers"]) * int(kw["threads_per_worker"])
+    if cfg.mode == "jobqueue":
+        return int(cfg.jobqueue.get("jobs", 1)) * int(cfg.jobqueue.get("cores", 1))
+    return None
+
+
 def _gpus() -> int:
     """CUDA devices, counted without importing torch in the client (nvidia-smi if present)."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":

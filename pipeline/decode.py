@@ -1,5 +1,8 @@
 """Decode a clip once with PyAV: video frames with their timestamps, audio at 16 kHz mono float32.
 
+Audio: the mean of the channels at the stream's own rate, then soxr's high-quality resampler to 16 kHz
+(``extractors.base.AUDIO_FRONTEND``), not FFmpeg's mono downmix, which is sqrt(2) louder than the mean.
+
 Video is streamed in bounded windows (memory does not grow with clip length); audio, which is small
 (2 MB per minute), is collected whole. Clip time 0 is the clip's ``start`` (or the container's start):
 audio is padded or trimmed so that sample 0 is clip time 0. A segment (``start``/``end``) of a longer
@@ -16,11 +19,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from extractors.base import VideoSegment
+from extractors.base import AUDIO_FRONTEND, VideoSegment
 from pipeline.errors import ClipError
 from pipeline.worker_setup import worker_threads
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = AUDIO_FRONTEND["sample_rate"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class ClipDecoder:
         self.n_frames = 0
         self._chunks: list[np.ndarray] = []
         self._audio_first: float | None = None
+        self._audio_rate: int | None = None  # the stream's own sample rate
 
     # -- public ------------------------------------------------------------------------------
     def windows(self) -> Iterator[VideoSegment]:
@@ -152,7 +156,7 @@ class ClipDecoder:
                 container.seek(int((self.start + origin) * av.time_base), backward=True, any_frame=False)
             except av.error.FFmpegError:
                 pass  # not seekable: decode from the beginning and discard
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        resampler = av.AudioResampler(format="fltp")  # planar float at the stream's own layout and rate
         fps = float(video.average_rate or video.guessed_rate or 25.0) if video is not None else 25.0
         pending: list[tuple[np.ndarray, float]] = []
         done = {s.index: False for s in streams}
@@ -215,16 +219,30 @@ class ClipDecoder:
         for f in frames:
             if self._audio_first is None:
                 self._audio_first = t if t is not None else 0.0
-            self._chunks.append(f.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+            rate = int(f.sample_rate)
+            if self._audio_rate is not None and rate != self._audio_rate:  # a mid-stream rate change
+                self._chunks = [_resample(np.concatenate(self._chunks), self._audio_rate, rate)]
+            self._audio_rate = rate
+            self._chunks.append(f.to_ndarray().mean(0, dtype=np.float32))  # [channels, n] -> channel mean
 
     def _finish_audio(self) -> None:
         x = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
         self._chunks = []
         if len(x) == 0:
             raise ClipError("decode", "the audio stream has no decodable samples", "re-encode or replace the file")
+        x = _resample(x, self._audio_rate or SAMPLE_RATE, SAMPLE_RATE)
         lead = round((self._audio_first or 0.0) * SAMPLE_RATE)
         x = np.pad(x, (lead, 0)) if lead > 0 else x[-lead:]
         if self.end is not None:
             x = x[: round((self.end - self.start) * SAMPLE_RATE)]
         self.audio = np.ascontiguousarray(x, dtype=np.float32)
         self.audio_duration = len(x) / SAMPLE_RATE
+
+
+def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """soxr's high-quality resampler (AUDIO_FRONTEND), on the whole signal."""
+    if rate == target or len(x) == 0:
+        return x.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(x.astype(np.float32, copy=False), rate, target, quality="HQ").astype(np.float32, copy=False)

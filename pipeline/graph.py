@@ -42,8 +42,12 @@ class RunReport:
     clips_done: int = 0
     media_s: float = 0.0
     tasks: int = 0
+    stage_s: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over workers
+    stage_media_s: dict[str, float] = field(default_factory=dict)  # media seconds each stage processed
     merged_parts: int = 0  # small parts consolidated into large ones at the end of the run
     max_in_flight: int = 0  # tasks submitted at once, at most (the driver's window)
+    slots: int = 0  # task slots (worker threads) the run had
+    finished_at: float = 0.0  # seconds since the epoch (orders the run reports)
     plan_s: float = 0.0  # manifest + fingerprints + cache lookups, before any task
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -59,6 +63,9 @@ class RunReport:
         for k, v in r.counts.items():
             self.counts[k] = self.counts.get(k, 0) + v
         self.decode_s += r.decode_s
+        for k, v in r.stage_s.items():
+            self.stage_s[k] = self.stage_s.get(k, 0.0) + v
+            self.stage_media_s[k] = self.stage_media_s.get(k, 0.0) + r.stage_media_s.get(k, 0.0)
         self.frames += r.frames
         self.clips_done += r.clips
         self.media_s += r.media_s
@@ -77,6 +84,9 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
                 weights.resolve(ext.weights_id)
             except weights.WeightsError as exc:
                 raise ConfigError(f"extractor {name}: {exc}") from None
+        ok, why = ext.usable()
+        if not ok:
+            raise ConfigError(f"extractor {name} cannot run on this machine: {why}")
     if any(registry.create(n, o).input == "faces" for n, o in cfg.extractors.items()):
         cfg = replace(cfg, face=replace(cfg.face, detector=face.resolve_detector(cfg.face.detector)))
         if cfg.face.detector == "mtcnn":  # asked for by name: its weights are checked before any clip
@@ -93,7 +103,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         live = store.index() if store else index.empty()
         p = plan.make_plan(cfg, live=live, manifest=clips)
         plan_s = time.perf_counter() - t0
-        report = _dry_run(cfg, p, live)
+        report = _dry_run(cfg, p, store)
         report.plan_s = plan_s
         return report
     store = FeatureStore(cfg.store, create=True)
@@ -127,6 +137,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         if stop.requested:
             stopped = RunStopped(f"stopped by {stop.name}", stop.exit_code())
         report.wall_s = time.perf_counter() - t0
+        report.finished_at = time.time()
         store.fs.write_atomic(f"runs/{p.run_id}.json", lambda f: f.write(json.dumps(asdict(report), indent=1).encode()))
         if stopped is not None:
             done = report.counts["ok"] + report.counts["failed"] + report.counts["excluded"]
@@ -185,7 +196,8 @@ def _run_tasks(cfg: ExtractConfig, session: cluster.Session, store: FeatureStore
     if link and cfg.progress:
         console.print(f"Dask dashboard: {link}")
     device, resources = _device(cfg, client, p)
-    size = cfg.shard_size or plan.auto_shard_size(len(p.work), session.slots())
+    report.slots = session.slots()
+    size = cfg.shard_size or plan.auto_shard_size(len(p.work), report.slots)
     groups = plan.shards(p, size)
     tasks = (ShardTask(store.url, p.run_id, i, g, cfg.extractors, p.descriptions, cfg.face, cfg.align, cfg.dtype,
                        cfg.window_frames, cfg.batch_frames, cfg.batch_seconds, cfg.max_side, device,
@@ -236,37 +248,12 @@ def _consolidate(session: cluster.Session, store: FeatureStore, report: RunRepor
             on_done=done, on_error=failed)
 
 
-def _dry_run(cfg: ExtractConfig, p: plan.Plan, live: Any) -> RunReport:
-    """Counts and an estimate, from container headers only (no decoding, no extractor call).
-
-    The time estimate uses the compute time per media second that earlier runs recorded in this store.
-    """
-    from pipeline.decode import probe
+def _dry_run(cfg: ExtractConfig, p: plan.Plan, store: FeatureStore | None) -> RunReport:
+    """Counts and a time estimate per stage (pipeline/estimate.py); no store is written."""
+    from pipeline.estimate import estimate
 
     report = RunReport(p.run_id, p.clips, len(p.work), p.cached, dry_run=True)
-    seconds, frames, unreadable = 0.0, 0, 0
-    for w in p.work:
-        try:
-            info = probe(w.source.media_path)
-        except Exception:  # noqa: BLE001 - counted, reported by the real run
-            unreadable += 1
-            continue
-        dur = (w.source.end - (w.source.start or 0)) if w.source.end is not None else info.duration
-        seconds += dur
-        frames += int(round(dur * info.fps))
-    report.frames = frames
-    report.estimate = {"media_seconds": round(seconds, 2), "frames": frames, "extractor_calls": p.native_calls,
-                       "unreadable": unreadable,
-                       "shards": math.ceil(len(p.work) / (cfg.shard_size or plan.MAX_AUTO_SHARD))}
-    ok = live[(live["stage"] == "native") & (live["status"] == "ok")] if len(live) else live
-    known = {}
-    for name, n in p.native_calls.items():
-        rows = ok[ok["extractor"] == name] if len(ok) else ok
-        if n and len(rows) and rows["duration"].sum() > 0:
-            known[name] = float(rows["seconds"].sum() / rows["duration"].sum())
-    if known:
-        per_clip = seconds / max(1, len(p.work))
-        report.estimate["compute_seconds"] = round(sum(
-            f * per_clip * p.native_calls[n] for n, f in known.items()), 1)
-        report.estimate["compute_seconds_basis"] = "earlier runs in this store (one core)"
+    report.estimate = estimate(cfg, p, store)
+    report.estimate["shards"] = math.ceil(len(p.work) / (cfg.shard_size or plan.MAX_AUTO_SHARD))
+    report.frames = report.estimate["frames"]
     return report

@@ -141,6 +141,11 @@ def build_with_refusals(dataset: str, root: str | Path, limit: int | None = None
     if not root.exists():
         raise ConfigError(f"--root {root} does not exist")
     df = normalise(adapter.manifest(root), f"dataset {dataset!r} at {root}")
+    if df.empty:
+        hint = (f"{root} is a file: for a clip list pass --dataset csv" if root.is_file() and dataset != "csv"
+                else f"expected layout: {adapter.layout}; `pipeline datasets check --dataset {dataset} --root "
+                     f"{root}` says what is missing")
+        raise ConfigError(f"dataset {dataset!r} at {root}: no clips found ({hint})")
     if limit is not None:
         df = df.head(limit)
     from pipeline.datasets.checks import lfs_pointers

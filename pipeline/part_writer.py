@@ -52,6 +52,7 @@ class PartWriter:
         self.native: dict[str, Pending] = {}
         self.aligned: dict[str, Pending] = {}
         self.meta: dict[str, ClipMeta] = {}
+        self.aliases: list[dict] = []  # native rows of results reused under another clip id
         self.counts = {"ok": 0, "failed": 0, "excluded": 0}
 
     # -- results -------------------------------------------------------------------------------
@@ -80,13 +81,25 @@ class PartWriter:
         p.ok.append((clip, feats, akey, 0.0))
         p.nbytes += feats.values.nbytes
 
+    def add_alias(self, clip: str, ext: str, stored: dict) -> None:
+        """A stored result whose cache key this clip shares (same media, segment and config, other clip id):
+        its arrays are not copied; a native row under this clip id points at them."""
+        keep = ("key", "part", "offset", "length", "dim", "valid", "fingerprint", "duration", "audio_duration",
+                "video_duration")
+        self.aliases.append({"clip_id": clip, "stage": "native", "view": "", "extractor": ext, "status": "ok",
+                             "reason": f"reused from {stored['clip_id']}", "seconds": 0.0, "run_id": self.run_id,
+                             **{k: stored[k] for k in keep}})
+
     # -- commit --------------------------------------------------------------------------------
     def flush(self) -> None:
         for ext, pending in self.native.items():
             self._commit("native", "", ext, pending)
         for ext, pending in self.aligned.items():
             self._commit("aligned", self.align_cfg.view, ext, pending)
-        self.native, self.aligned = {}, {}
+        if self.aliases:
+            pid = cache_key.part_id(self.run_id, "alias", sorted((r["clip_id"], r["extractor"]) for r in self.aliases))
+            index.commit(self.store.fs, self.aliases, f"native-alias-{pid}")
+        self.native, self.aligned, self.aliases = {}, {}, []
 
     def _commit(self, stage: str, view: str, ext: str, p: Pending) -> None:
         if not (p.ok or p.failed or p.excluded):
@@ -106,7 +119,8 @@ class PartWriter:
             )
             for (clip, feats, key, secs), (off, length) in zip(p.ok, spans):
                 rows.append(self._row(clip, stage, view, ext, key, "ok", "", secs)
-                            | {"part": part, "offset": off, "length": length, "dim": feats.values.shape[1]})
+                            | {"part": part, "offset": off, "length": length, "dim": feats.values.shape[1],
+                               "valid": float(feats.mask.mean()) if len(feats.mask) else 0.0})
         for clip, key, reason in p.failed:
             rows.append(self._row(clip, stage, view, ext, key, "failed", reason, 0.0))
         for clip, key, reason in p.excluded:

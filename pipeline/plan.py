@@ -154,6 +154,7 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
     native_live = live[live["stage"] == "native"].reset_index(drop=True)
     aligned_live = live[(live["stage"] == "aligned") & (live["view"] == cfg.align.view)].reset_index(drop=True)
     native_at, aligned_at = _lookup(native_live), _lookup(aligned_live)
+    by_key = _key_lookup(native_live)
     cached = {n: 0 for n in names}
     work = WorkList(manifest, names, ext_fps, extras, native_live)
     chunks = []
@@ -174,15 +175,20 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
                 hit[have] = ((native_live["key"].to_numpy()[row[have]] == np.asarray(keys, dtype=object)[have])
                              & (native_live["status"].to_numpy()[row[have]] == "ok"))
                 hit &= np.asarray([bool(fp) for fp in fps]) & (not cfg.force)
-                native[:, j] = to_align[:, j] = ~hit
-                cached[name] += int(hit.sum())
+                # the same result stored under another clip id (e.g. a CSV manifest naming the clips of an
+                # earlier folder run differently): reused, never recomputed; the task commits it under this id
+                other = by_key(keys) if not cfg.force else np.full(n, -1, dtype=np.int64)
+                moved = ~hit & (other >= 0) & np.asarray([bool(fp) for fp in fps])
+                row[moved] = other[moved]
+                native[:, j] = to_align[:, j] = ~(hit | moved)
+                cached[name] += int(hit.sum() + moved.sum())
                 arow = aligned_at(ids, name)
                 akeys = np.asarray([cache_key.aligned_key(k, align) for k in keys], dtype=object)
                 ahave = arow >= 0
                 aok = np.zeros(n, bool)
                 aok[ahave] = ((aligned_live["key"].to_numpy()[arow[ahave]] == akeys[ahave])
                               & np.isin(aligned_live["status"].to_numpy()[arow[ahave]], ["ok", "excluded"]))
-                realign = hit & ~aok
+                realign = (hit & ~aok) | moved
                 to_align[:, j] |= realign
                 stored[realign, j] = row[realign]
             need = native.any(1) | to_align.any(1)
@@ -190,6 +196,23 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
                            to_align[need], stored[need]))
     work.extend(chunks)
     return Plan(uuid.uuid4().hex[:12], len(manifest), work, cached, descriptions)
+
+
+def _key_lookup(rows: pd.DataFrame) -> Callable[[list[str]], np.ndarray]:
+    """native keys -> the position of an ok row holding that result under any clip id (-1: none)."""
+    ok = rows.index[rows["status"] == "ok"]
+    keys = rows["key"].to_numpy()[ok]
+    first = ~pd.Index(keys).duplicated()
+    at = pd.Index(keys[first])
+    pos = np.asarray(ok)[first]
+
+    def find(wanted: list[str]) -> np.ndarray:
+        if not len(at):
+            return np.full(len(wanted), -1, dtype=np.int64)
+        i = at.get_indexer(wanted)
+        return np.where(i >= 0, pos[np.maximum(i, 0)], -1)
+
+    return find
 
 
 def _lookup(rows: pd.DataFrame) -> Callable[[list[str], str], np.ndarray]:

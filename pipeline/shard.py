@@ -30,6 +30,7 @@ from pipeline.errors import ClipError, describe_exception
 from pipeline.face import FaceConfig, FaceStage
 from pipeline.part_writer import PartWriter, decoded_meta, meta_from_row
 from pipeline.plan import ClipWork
+from pipeline.prefetch import prefetch
 from pipeline.progress import Reporter
 from stores.feature_store import FeatureStore
 
@@ -64,7 +65,17 @@ class ShardResult:
     wall_s: float = 0.0
     frames: int = 0
     media_s: float = 0.0  # seconds of media of the shard's clips (progress counts them)
+    stage_s: dict[str, float] = field(default_factory=dict)  # stage -> seconds (decode, face stage, extractors)
+    stage_media_s: dict[str, float] = field(default_factory=dict)  # stage -> media seconds it processed
     failures: list[str] = field(default_factory=list)
+
+
+FACE_STAGE = "face stage"
+
+
+def decode_stage(video: bool, audio: bool) -> str:
+    """The name a decoding pass is timed under: its cost depends on the streams it decodes."""
+    return "decode " + "+".join(k for k, on in (("video", video), ("audio", audio)) if on)
 
 
 def _declared(src: ClipSource, info: MediaInfo) -> float:
@@ -131,6 +142,8 @@ class _ShardRunner:
                 self.writer.meta.setdefault(clip, meta_from_row(row))
                 try:
                     self.writer.add_aligned(clip, name, self.store.read(row), row["key"])
+                    if row["clip_id"] != clip:
+                        self.writer.add_alias(clip, name, row)
                 except Exception as exc:  # noqa: BLE001 - unreadable stored result: recompute next run
                     self.result.failures.append(f"{clip}: align {name}: {exc}")
         meta = self.writer.meta.get(clip)
@@ -190,11 +203,14 @@ class _ShardRunner:
         stage = FaceStage(replace(self.task.face, device=self.task.device), crops.values()) if crops else None
         declared = _declared(src, info)
         t, busy = time.perf_counter(), sum(b.seconds for b in self.batchers.values())
+        face_s = 0.0
         try:
-            for win in decoder.windows():
+            for win in prefetch(decoder.windows(), depth=1):  # decode the next window while this one computes
                 if len(win.ends):
                     self.progress.report(clip, float(win.ends[-1]), declared)
+                tf = time.perf_counter()
                 faces = stage.process(win) if stage is not None else {}
+                face_s += time.perf_counter() - tf
                 for n in video:
                     self.batchers[n].add(faces[crops[n]] if n in crops else win)
             self.writer.meta[clip] = decoded_meta(work.fingerprint, declared, decoder.audio_duration,
@@ -212,7 +228,12 @@ class _ShardRunner:
             for n in wanted:
                 self._fail(clip, n, describe_exception("decode", exc))
         # decoding and the face stage, without the extractor calls that ran in between
-        self.result.decode_s += time.perf_counter() - t - (sum(b.seconds for b in self.batchers.values()) - busy)
+        decode_s = time.perf_counter() - t - (sum(b.seconds for b in self.batchers.values()) - busy)
+        self.result.decode_s += decode_s
+        media = self.writer.meta[clip].duration if clip in self.writer.meta else 0.0
+        self._stage(decode_stage(bool(video), bool(audio)), decode_s - face_s, media)
+        if stage is not None:
+            self._stage(FACE_STAGE, face_s, media)
         self.result.frames += decoder.n_frames
         self._drain()
 
@@ -252,6 +273,11 @@ class _ShardRunner:
         has = info.has_audio if kind == "audio" else info.has_video
         return declared if has else math.nan
 
+    def _stage(self, name: str, seconds: float, media_s: float) -> None:
+        if math.isfinite(media_s) and media_s > 0:
+            self.result.stage_s[name] = self.result.stage_s.get(name, 0.0) + seconds
+            self.result.stage_media_s[name] = self.result.stage_media_s.get(name, 0.0) + media_s
+
     # -- results -------------------------------------------------------------------------------
     def _on_result(self, name: str, clip: str, item: AudioSegment | VideoSegment, out: Features, dt: float) -> None:
         key = (clip, name)
@@ -278,7 +304,9 @@ class _ShardRunner:
             if clip not in self.writer.meta:
                 waiting.append((clip, name, feats))
                 continue
-            self.writer.add_native(clip, name, feats, self.keys[(clip, name)], self.secs.pop((clip, name), 0.0))
+            secs = self.secs.pop((clip, name), 0.0)
+            self.writer.add_native(clip, name, feats, self.keys[(clip, name)], secs)
+            self._stage(name, secs, self.writer.meta[clip].duration)
         self.ready = waiting
 
     def _fail(self, clip: str, name: str, reason: str) -> None:

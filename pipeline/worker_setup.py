@@ -1,13 +1,15 @@
 """What every Dask worker process does before running tasks: stay quiet on Ctrl-C, and use its own cores only.
 
 Loaded as a worker *preload* (``dask worker --preload pipeline.worker_setup``; the embedded LocalCluster
-and dask-jobqueue workers get it automatically). Two reasons:
+and dask-jobqueue workers get it automatically). Three reasons:
 
 * A terminal's Ctrl-C reaches the whole foreground process group, workers included. The driver owns the
   shutdown (it stops submitting and closes the cluster); workers that also caught SIGINT would print
   tracebacks over its message. So workers ignore SIGINT.
 * N workers x 1 thread only scale if each worker's native pools (OpenCV, OpenMP/BLAS, torch intra-op,
   FFmpeg decoding) follow ``threads_per_worker``; by default each of them grabs every core.
+* Dask's nanny starts workers with an allocator setting that halves the speed of frame-sized allocations
+  (``tune_malloc``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,32 @@ def limit_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def tune_malloc() -> bool:
+    """Undo the allocator setting Dask's nanny gives every worker (``MALLOC_TRIM_THRESHOLD_=65536``).
+
+    Setting any trim threshold switches off glibc's dynamic mmap threshold, so every allocation over
+    128 KiB (each decoded frame, each float tensor) becomes a fresh mmap that is page-faulted in and
+    unmapped on free: measured, the face stage ran at half speed in a worker (5.6 s vs 3.2 s for the same
+    250 720p frames, one thread). Allocations up to 32 MiB come from the heap again, and up to 64 MiB of
+    freed heap is kept for reuse. Linux/glibc only; elsewhere nothing changes."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 64 << 20))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+
+
 def dask_setup(worker) -> None:  # noqa: ANN001 - distributed.Worker; the preload hook's fixed name
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(max(1, int(getattr(worker.state, "nthreads", 0) or getattr(worker, "nthreads", 1) or 1)))
+    tune_malloc()

@@ -85,6 +85,10 @@ class StoreFS:
             raise
         return True
 
+    def read_bytes(self, rel: str) -> bytes:
+        with self.fs.open(self.path(rel), "rb") as f:
+            return f.read()
+
     def read_parquet(self, rel: str) -> pa.Table:
         with self.fs.open(self.path(rel), "rb") as f:
             return pq.read_table(f)

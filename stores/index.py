@@ -35,6 +35,7 @@ SCHEMA = pa.schema(
         ("audio_duration", pa.float64()),
         ("video_duration", pa.float64()),
         ("seconds", pa.float64()),  # extractor compute time spent on this clip
+        ("valid", pa.float64()),  # share of the entry's frames whose mask is True (faces found, etc.)
         ("committed_at", pa.int64()),  # ns since epoch
         ("run_id", pa.string()),
     ]
@@ -59,11 +60,19 @@ def commit(fs: StoreFS, rows: list[dict], name: str) -> str:
     return path
 
 
+def conform(table: pa.Table) -> pa.Table:
+    """A table read from any version of the store, in today's schema (columns added since are null)."""
+    for f in SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(len(table), f.type))
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
 def commit_table(fs: StoreFS, table: pa.Table, name: str) -> str:
     """``commit`` for rows already in an Arrow table with the index schema (no Python object per row)."""
     path = f"{INDEX_DIR}/{name}.parquet"
     if not fs.exists(path):
-        fs.write_atomic(path, lambda f: pq.write_table(table.cast(SCHEMA), f, compression="zstd"))
+        fs.write_atomic(path, lambda f: pq.write_table(conform(table), f, compression="zstd"))
     return path
 
 
@@ -81,7 +90,7 @@ def read_all(fs: StoreFS, paths: list[str] | None = None, batch: int = 256) -> p
         tables = []
         for p in paths[i : i + batch]:
             try:
-                tables.append(fs.read_parquet(p).cast(SCHEMA))
+                tables.append(conform(fs.read_parquet(p)))
             except FileNotFoundError:  # compacted away by a concurrent reader's run: already merged
                 continue
         if tables:

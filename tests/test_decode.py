@@ -70,3 +70,45 @@ def test_missing_stream_and_bad_files_are_clip_errors(tmp_path, clip):
     junk.write_bytes(np.random.default_rng(0).bytes(4096))
     with pytest.raises(ClipError, match="^open: not a readable media file"):
         list(ClipDecoder(ClipSource("j", str(junk)), True, True).windows())
+
+
+def _stereo_wav(path, left: np.ndarray, right: np.ndarray, rate: int) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("pcm_s16le", rate=rate)
+        s.layout = "stereo"
+        pcm = (np.stack([left, right], 1) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = rate, 0
+        for packet in s.encode(frame):
+            out.mux(packet)
+        for packet in s.encode():
+            out.mux(packet)
+
+
+def test_stereo_audio_is_the_channel_mean_resampled_with_a_flat_passband(tmp_path):
+    """Against an independent computation: (L+R)/2 (not FFmpeg's (L+R)/sqrt(2)), resampled 44.1 -> 16 kHz by
+    scipy's polyphase filter; a 7 kHz tone (inside the 8 kHz band) keeps its level, 9.5 kHz is removed."""
+    from scipy.signal import resample_poly
+
+    rate, n = 44100, 44100 * 2
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(0)
+    left = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 7000 * t) + 0.02 * rng.normal(size=n)
+    right = 0.3 * np.sin(2 * np.pi * 330 * t) + 0.2 * np.sin(2 * np.pi * 9500 * t)
+    _stereo_wav(tmp_path / "s.wav", left, right, rate)
+    d = ClipDecoder(ClipSource("s", str(tmp_path / "s.wav")), want_video=False, want_audio=True)
+    list(d.windows())
+    ref = resample_poly((left + right) / 2, 160, 441)
+    got = d.audio[: len(ref)]
+    core = slice(1600, len(ref) - 1600)  # away from the edges, where the two filters' transients differ
+    gain = np.sqrt(np.mean(got[core] ** 2) / np.mean(ref[core] ** 2))
+    assert gain == pytest.approx(1.0, abs=0.01)  # FFmpeg's mono downmix would give 1.414
+    err = np.sum((got[core] - ref[core]) ** 2) / np.sum(ref[core] ** 2)
+    assert 10 * np.log10(err) < -30  # two different good filters: they differ only near the band edge
+    spec = np.abs(np.fft.rfft(got[core] * np.hanning(len(got[core]))))
+    freqs = np.fft.rfftfreq(len(got[core]), 1 / 16000)
+    level = {f: spec[np.argmin(np.abs(freqs - f))] for f in (220, 7000, 16000 - 9500)}
+    assert level[7000] / level[220] == pytest.approx(0.1 / 0.15, rel=0.02)  # 7 kHz at its level: 0.2/2 vs 0.3/2
+    assert level[16000 - 9500] / level[220] < 0.003  # 9.5 kHz would alias to 6.5 kHz: removed

@@ -124,13 +124,18 @@ def test_facenet_and_resnet_face_end_to_end_with_mtcnn(mini_corpus, tmp_path, mt
                "20180402-114759-vggface2.pt")
     _add_state(tmp_path, "TEST_RESNET", "RESNET18_IMAGENET1K_V1", torchvision.models.resnet18(weights=None),
                "resnet18-f37072fd.pth")
+    from torchvision.models.video import r2plus1d_18
+
+    _add_state(tmp_path, "TEST_R2P1D", "R2PLUS1D_18_KINETICS400_V1", r2plus1d_18(weights=None),
+               "r2plus1d_18-91a641e6.pth")
     cli("models", "add", "MTCNN", str(mtcnn_dir), "--models", str(tmp_path / "m"), check=True)
     store = str(tmp_path / "store")
     r = extract_json("--dataset", "demo", "--root", str(mini_corpus), "--store", store, "--models",
-                     str(tmp_path / "m"), "--extractors", "facenet,resnet_face,face_hog", "--set",
-                     "facenet.weights=TEST_FACENET", "--set", "resnet_face.weights=TEST_RESNET", "--quiet",
-                     "--shard-size", "4")
-    assert r["counts"]["failed"] == 0 and r["calls"]["facenet"] > 0
+                     str(tmp_path / "m"), "--extractors", "facenet,resnet_face,face_hog,r2plus1d", "--set",
+                     "facenet.weights=TEST_FACENET", "--set", "resnet_face.weights=TEST_RESNET", "--set",
+                     "r2plus1d.weights=TEST_R2P1D", "--set", "r2plus1d.faces=true", "--set", "r2plus1d.face_size=96",
+                     "--quiet", "--shard-size", "4")
+    assert r["counts"]["failed"] == 0 and r["calls"]["facenet"] > 0 and r["calls"]["r2plus1d"] > 0
     from stores.feature_store import FeatureStore
 
     fs = FeatureStore(store)
@@ -143,6 +148,12 @@ def test_facenet_and_resnet_face_end_to_end_with_mtcnn(mini_corpus, tmp_path, mt
     assert fn.confidence is not None and (fn.confidence[fn.mask] > 0.5).all()
     attrs = fs.group_attrs("native", "", "facenet")
     assert attrs["face"]["detector"] == "mtcnn" and attrs["face"]["crop"]["size"] == 160
+    # JMT's R(2+1)D on the face stage's aligned crops at its own size: one 512-d vector per 8 frames
+    rd = fs.read(live.loc[(clip, "native", "r2plus1d")])
+    frames = len(fs.read(live.loc[(clip, "native", "face_hog")]).values)
+    assert rd.values.shape == (-(-frames // 8), 512) and rd.mask.mean() > 0.8
+    attrs = fs.group_attrs("native", "", "r2plus1d")
+    assert attrs["input"] == "faces" and attrs["face"]["crop"] == {"size": 96, "align": "landmarks", "margin": 0.1}
 
 
 def test_mtcnn_asked_for_without_weights_is_refused_before_any_clip(mini_corpus, tmp_path):

@@ -150,3 +150,23 @@ def test_pipeline_pretrain_train_evaluate_end_to_end(store, tmp_path):
     assert ev["split"]["pretrained_100pct"]["accuracy"] == m["folds"]["split"]["pretrained_100pct"]["accuracy"]
     bad = cli("train", "--store", str(store), "--model", "nope")
     assert bad.returncode == 2 and "unknown model" in bad.stdout
+
+
+def test_mater_sees_raw_l2_normalised_embeddings_not_z_scores(store, tmp_path):
+    """The paper l2-normalises the raw embeddings: no z-scoring of MATER's inputs (other models keep it)."""
+    cfg = TrainConfig(store=str(store), out=str(tmp_path), model="mater", epochs=1, batch_size=8, window=20,
+                      options={"d": 16, "heads": 2, "ffn": 32, "layers": 1})
+    data = trainer.load_data(cfg)
+    train = np.arange(len(data.clips))
+    trainer.train_one(cfg, data, train, train[:4], train[:4], tmp_path / "m", None, lambda *a: None)
+    assert data.norm == {}
+    b = data.batch(np.arange(3))
+    clip, start = (int(v) for v in data.samples[0])
+    raw = data.store.read(data.store.index().query("stage == 'aligned' and extractor == 'egemaps'").set_index(
+        "clip_id").loc[data.clips[clip]])
+    n = int(b.mask["audio"][0].sum())
+    np.testing.assert_allclose(b.x["audio"][0, :n].numpy(), raw.values[start : start + n], rtol=1e-6)
+    other = TrainConfig(store=str(store), out=str(tmp_path), model="ef_gru", epochs=1, batch_size=8, window=20,
+                        options={"hidden": 8, "layers": 1})
+    trainer.train_one(other, data, train, train[:4], train[:4], tmp_path / "e", None, lambda *a: None)
+    assert set(data.norm) == {"audio", "visual"}

@@ -27,6 +27,7 @@ class TrainConfig:
     protocol: str = "split"  # manifest column: train/validation/test values, or fold numbers
     folds: tuple[int, ...] = ()  # which folds to run (empty: all)
     low_resource: tuple[int, ...] = (100,)  # % of the training labels, one run each
+    low_resource_seeds: int = 3  # repeats of each N % < 100 subset (new subset and initialisation each)
     window: int = 50
     epochs: int = 30
     batch_size: int = 32
@@ -58,6 +59,8 @@ class TrainConfig:
             raise ValueError(f"fusion must be concat, sum, product or late, not {self.fusion!r}")
         if self.only not in (None, "audio", "visual"):
             raise ValueError(f"only must be audio or visual, not {self.only!r}")
+        if self.low_resource_seeds < 1:
+            raise ValueError("low_resource_seeds must be >= 1")
         if any(not 0 < n <= 100 for n in self.low_resource):
             raise ValueError("low_resource percentages must be in (0, 100]")
 

@@ -13,7 +13,7 @@ import torch
 from train.build import build
 from train.config import CLASSICAL, TrainConfig
 from train.partitions import low_resource, partitions
-from train.trainer import _samples, _strip, device_for, evaluate, load_data
+from train.trainer import _samples, _strip, device_for, evaluate, load_data, zscore_inputs
 
 
 def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
@@ -30,12 +30,15 @@ def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
     data = load_data(cfg)
     device = device_for(cfg.device)
     out: dict = {}
-    for fold, parts in partitions(data.meta, cfg.protocol, cfg.folds):
+    for k, (fold, parts) in enumerate(partitions(data.meta, cfg.protocol, cfg.folds)):
         for best in sorted((Path(run_dir) / fold).glob("*/best.pt")):
             variant = best.parent.name
-            percent = int(variant.rsplit("_", 1)[1].removesuffix("pct"))
+            base, _, rep = variant.partition("_seed")  # the training subset and its statistics, as trained
+            percent = int(base.rsplit("_", 1)[1].removesuffix("pct"))
             data.norm = {}
-            data.fit_norm(low_resource(data.meta, parts["train"], percent, cfg.label, cfg.seed))
+            if zscore_inputs(cfg):
+                data.fit_norm(low_resource(data.meta, parts["train"], percent, cfg.label,
+                                           [cfg.seed, k, int(rep or 0)]))
             n_out = len(data.classes) if cfg.task == "classification" else (
                 data.dims_targets if cfg.task == "frame_regression" else 1)
             model = build(cfg, data.dims, n_out).to(device)

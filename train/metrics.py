@@ -23,7 +23,9 @@ def classification(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),  # = weighted accuracy (WA)
         "weighted_accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "unweighted_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)) if len(set(y_true)) else 0.0,
+        # balanced accuracy = mean recall over the classes present in y_true (no warning when a prediction
+        # falls in a class absent from this partition)
+        "unweighted_accuracy": float(r[support > 0].mean()) if (support > 0).any() else 0.0,
         "macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                           "support": int(support[i])} for i, c in enumerate(classes)},

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline import protocols
-
 
 def partitions(meta: pd.DataFrame, column: str, folds: tuple[int, ...] = ()) -> list[tuple[str, dict]]:
     """[(name, {"train": idx, "validation": idx, "test": idx})] over clip positions in ``meta``.
@@ -37,12 +35,19 @@ def partitions(meta: pd.DataFrame, column: str, folds: tuple[int, ...] = ()) -> 
     return out
 
 
-def low_resource(meta: pd.DataFrame, train: np.ndarray, percent: int, stratify: str | None, seed: int) -> np.ndarray:
-    """The nested, stratified N % of the training clips (the recipe's rank column, else a seeded one)."""
+def low_resource(meta: pd.DataFrame, train: np.ndarray, percent: int, stratify: str | None,
+                 seed: int | list[int]) -> np.ndarray:
+    """N % of the training clips, stratified: each class keeps round(N % of its clips) and at least one, so
+    no class is ever absent (at 10 % of a small fold, unstratified or rounded-down subsets drop classes).
+    Nested as N grows for one seed (10 % is inside 20 %); the trainer seeds it per fold and repeat."""
     if percent >= 100:
         return train
     sub = meta.iloc[train]
-    rank = sub["low_resource_rank"] if "low_resource_rank" in sub.columns else protocols.low_resource_rank(
-        sub, stratify if stratify in sub.columns else None, seed)
-    keep = train[np.asarray(rank) < percent / 100.0]
-    return keep if len(keep) else train[:1]
+    keys = sub[stratify].astype(str).to_numpy() if stratify in sub.columns else np.zeros(len(sub), dtype=str)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for k in sorted(set(keys)):
+        pos = np.flatnonzero(keys == k)
+        order = pos[rng.permutation(len(pos))]
+        keep.extend(order[: max(1, round(percent / 100.0 * len(pos)))])
+    return train[np.sort(np.asarray(keep, dtype=np.int64))]

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,24 +66,38 @@ def run(cfg: TrainConfig, log=print) -> dict:  # noqa: ANN001 - log: a print-lik
     variants = [("pretrained" if cfg.pretrained else "model", cfg.pretrained)]
     if cfg.compare_scratch and cfg.pretrained:
         variants.append(("scratch", None))
-    for fold, parts in partitions(data.meta, cfg.protocol, cfg.folds):
+    missing: dict[str, list[str]] = {}
+    for k, (fold, parts) in enumerate(partitions(data.meta, cfg.protocol, cfg.folds)):
         for percent in cfg.low_resource:
-            train_idx = low_resource(data.meta, parts["train"], percent, cfg.label, cfg.seed)
-            for variant, pretrained in variants:
-                name = f"{fold}/{variant}_{percent}pct"
-                log(f"[{name}] train {len(train_idx)} clips, validation {len(parts['validation'])}, "
-                    f"test {len(parts['test'])}")
-                run_dir = out / fold / f"{variant}_{percent}pct"
-                if cfg.model in CLASSICAL:
-                    res = classical.run(cfg, data, train_idx, parts["test"])
-                else:
-                    res = train_one(cfg, data, train_idx, parts["validation"], parts["test"], run_dir,
-                                    pretrained, log)
-                results["folds"].setdefault(fold, {})[f"{variant}_{percent}pct"] = res
-                plots.run_plots(res, run_dir, data)
+            repeats = cfg.low_resource_seeds if percent < 100 else 1
+            for rep in range(repeats):  # a new stratified subset per fold and repeat, and a new initialisation
+                train_idx = low_resource(data.meta, parts["train"], percent, cfg.label, [cfg.seed, k, rep])
+                absent = _absent_classes(data, train_idx, cfg)
+                if absent:
+                    missing[f"{fold}, {percent} % labels"] = absent
+                rcfg = replace(cfg, seed=cfg.seed + rep)
+                for variant, pretrained in variants:
+                    key = f"{variant}_{percent}pct" + (f"_seed{rep}" if repeats > 1 else "")
+                    log(f"[{fold}/{key}] fold {fold}, {variant}, {percent} % of the training labels"
+                        + (f" (repeat {rep + 1}/{repeats})" if repeats > 1 else "")
+                        + f": train {len(train_idx)} clips, validation {len(parts['validation'])}, "
+                        f"test {len(parts['test'])}")
+                    run_dir = out / fold / key
+                    if cfg.model in CLASSICAL:
+                        res = classical.run(rcfg, data, train_idx, parts["test"])
+                    else:
+                        res = train_one(rcfg, data, train_idx, parts["validation"], parts["test"], run_dir,
+                                        pretrained, log)
+                    results["folds"].setdefault(fold, {})[key] = res
+                    title = f"{cfg.model}: {fold}, {plots.variant_name(key)}"
+                    plots.run_plots(res, run_dir, data, title, cfg.loss_name, _score_name(cfg))
+    if missing:  # once, at the end, where it is not lost in the epoch lines
+        log("warning: classes absent from the training partition (the model cannot learn them): "
+            + "; ".join(f"{k}: {', '.join(v)}" for k, v in missing.items()))
     results["summary"] = summarise(results["folds"])
     (out / "metrics.json").write_text(json.dumps(_strip(results), indent=1, default=str))
-    plots.low_resource_curve(results["summary"], out / "low_resource.png")
+    plots.low_resource_curve(results["summary"], out / "low_resource.png", f"{cfg.model} on {Path(cfg.store).name}",
+                             "unweighted_accuracy" if cfg.task == "classification" else "mean_ccc")
     return results
 
 
@@ -97,7 +112,9 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
     run_dir.mkdir(parents=True, exist_ok=True)
     n_out = len(data.classes) if cfg.task == "classification" else (
         data.dims_targets if cfg.task == "frame_regression" else 1)
-    data.fit_norm(train_clips)
+    data.norm.clear()
+    if zscore_inputs(cfg):
+        data.fit_norm(train_clips)
     model = build(cfg, data.dims, n_out).to(device)
     if pretrained:
         state = torch.load(pretrained, map_location="cpu", weights_only=True)["model"]
@@ -151,7 +168,8 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
         state["epoch"] = epoch + 1
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "rng": torch.get_rng_state(), **state}, ckpt)
-        log(f"  epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses):.4f} val {score:.4f}")
+        log(f"  epoch {epoch + 1}/{cfg.epochs} train loss ({cfg.loss_name}) {np.mean(losses):.4f}, "
+            f"validation {_score_name(cfg)} {score:.4f}")
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
     torch.save({"model": model.state_dict()}, run_dir / "best.pt")
@@ -207,14 +225,34 @@ def _score(res: dict, cfg: TrainConfig) -> float:
         cfg.label or "target", {}).get("ccc", float("nan"))
 
 
+def zscore_inputs(cfg: TrainConfig) -> bool:
+    """Inputs are standardised with the training clips' statistics, except for MATER, which l2-normalises
+    the raw embeddings as its paper does (z-scoring first would change what the l2 norm sees)."""
+    return cfg.model != "mater"
+
+
+def _score_name(cfg: TrainConfig) -> str:
+    if cfg.task == "classification":
+        return "UA"
+    return "mean CCC" if cfg.task == "frame_regression" else f"CCC of {cfg.label or 'target'}"
+
+
+def _absent_classes(data: StoreData, train_clips: np.ndarray, cfg: TrainConfig) -> list[str]:
+    if cfg.task != "classification" or not cfg.label or cfg.label not in data.meta.columns:
+        return []
+    present = set(data.meta.iloc[train_clips][cfg.label].astype(str))
+    return [c for c in data.classes if str(c) not in present]
+
+
 def summarise(folds: dict) -> dict:
-    """mean +- std over folds, per run variant, of the headline metrics."""
+    """mean +- std over folds (and the repeats of low-resource subsets), per run variant, of the headline
+    metrics; ``n`` counts the runs."""
     keys = ("accuracy", "unweighted_accuracy", "macro_f1", "mean_ccc")
     out: dict = {}
-    variants = sorted({v for f in folds.values() for v in f})
-    for v in variants:
+    base = {v: v.split("_seed")[0] for f in folds.values() for v in f}
+    for v in sorted(set(base.values())):
         for k in keys:
-            vals = [f[v][k] for f in folds.values() if v in f and k in f[v]]
+            vals = [r[k] for f in folds.values() for name, r in f.items() if base[name] == v and k in r]
             if vals:
                 out.setdefault(v, {})[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
     return out

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.errors import ConfigError
 from pipeline.manifest import DatasetAdapter, register_dataset
 
 MEDIA_SUFFIXES = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".flv", ".webm", ".mpg", ".mpeg",
@@ -19,6 +20,9 @@ class FolderDataset(DatasetAdapter):
     layout = "<root>/**/<name>.{mp4,mkv,avi,flv,webm,wav,flac,mp3,m4a,...}"
 
     def manifest(self, root: Path) -> pd.DataFrame:
+        if not root.is_dir():
+            raise ConfigError(f"--root {root} is a file; --dataset folder takes a folder of media files (for a CSV "
+                              "or Parquet list of clips, with labels or segments, use --dataset csv)")
         paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
         rows = []
         for p in paths:

@@ -1,7 +1,8 @@
 """MATER (Ghaleb, Niehues, Asteriadis): one 6-layer transformer encoder per modality over window
 embeddings with sinusoidal positions, mean pooling, two FC layers per modality, predictions averaged.
 ``positions=False`` / ``attention=False`` give the paper's ablations (attention off = FFN-only layers).
-Heads / FFN / dropout are not in the paper: Vaswani's defaults (8 heads, 2048) are used."""
+Heads / FFN / dropout are not in the paper: Vaswani's defaults (8 heads, 2048) are used. Each window
+embedding is l2-normalised as it comes from the store (the trainer does not z-score MATER's inputs)."""
 
 from __future__ import annotations
 
