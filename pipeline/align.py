@@ -4,13 +4,16 @@ Window ``k`` of a clip covers clip time ``[k/rate, (k+1)/rate)``; a clip of dura
 ``ceil(d * rate)`` windows. A native frame with interval ``[start, end)`` contributes to every window
 it overlaps (a zero-length frame to the window containing ``start``). The aligned value of a window
 is the unweighted mean of the *valid* native frames contributing to it; a window with none is
-invalid (mask False, values 0). Optional seed filters, recorded in the view's attributes: frames
+invalid (mask False, values 0). ``method="subsample"`` instead takes one native frame per window (the
+valid frame covering the window's start, else the first valid one starting inside it), as Tran &
+Soleymani subsample 30 Hz OpenFace output to 5 Hz. Optional seed filters, recorded in the view's attributes: frames
 with confidence below ``min_confidence`` are invalid; a clip whose audio and video durations differ
 by more than ``max_duration_gap`` seconds is excluded with its reason in the index.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -27,8 +30,11 @@ class AlignConfig:
     rate: float = 5.0
     min_confidence: float | None = None
     max_duration_gap: float | None = 1.0
+    method: str = "mean"  # mean (average collapse) | subsample (one native frame per window)
 
     def __post_init__(self) -> None:
+        if self.method not in ("mean", "subsample"):
+            raise ValueError(f"alignment method must be mean or subsample, not {self.method!r}")
         if not self.rate > 0:
             raise ValueError(f"alignment rate must be > 0 Hz, got {self.rate}")
         if self.max_duration_gap is not None and self.max_duration_gap < 0:
@@ -37,6 +43,14 @@ class AlignConfig:
     @property
     def view(self) -> str:
         return f"{self.rate:g}hz"
+
+    def key_fields(self) -> dict:
+        """What the aligned cache key and the view's attributes record; the default method is left out so
+        stores aligned before the option existed keep their keys."""
+        d = dataclasses.asdict(self)
+        if d["method"] == "mean":
+            del d["method"]
+        return d
 
 
 def aligned_length(duration: float, rate: float) -> int:
@@ -72,6 +86,8 @@ def align(feat: Features, duration: float, cfg: AlignConfig) -> Features:
     if cfg.min_confidence is not None and feat.confidence is not None:
         valid &= feat.confidence >= cfg.min_confidence
     frames = np.flatnonzero(valid)
+    if cfg.method == "subsample":
+        return _subsample(feat, frames, n_windows, r)
     k0 = np.floor(feat.start[frames] * r + _EPS).astype(np.int64)
     k1 = np.maximum(k0, np.ceil(feat.end[frames] * r - _EPS).astype(np.int64) - 1)
     counts = k1 - k0 + 1
@@ -88,3 +104,18 @@ def align(feat: Features, duration: float, cfg: AlignConfig) -> Features:
     values[ok] = (sums[ok] / n[ok, None]).astype(np.float32)
     start = np.arange(n_windows) / r
     return Features(values, start, start + 1 / r, ok)
+
+
+def _subsample(feat: Features, frames: np.ndarray, n_windows: int, r: float) -> Features:
+    frames = frames[np.argsort(feat.start[frames], kind="stable")]
+    vs, ve = feat.start[frames], feat.end[frames]
+    t = np.arange(n_windows) / r
+    i = np.searchsorted(vs, t + _EPS, side="right") - 1  # last valid frame starting at or before t_k
+    cover = (i >= 0) & (ve[np.maximum(i, 0)] > t + _EPS) if len(vs) else np.zeros(n_windows, bool)
+    j = np.searchsorted(vs, t - _EPS, side="left")  # first valid frame starting at or after t_k
+    inside = (j < len(vs)) & (vs[np.minimum(j, max(len(vs) - 1, 0))] < t + 1 / r - _EPS) if len(vs) else cover
+    pick = np.where(cover, i, np.where(inside, j, -1))
+    ok = pick >= 0
+    values = np.zeros((n_windows, feat.values.shape[1]), np.float32)
+    values[ok] = feat.values[frames[pick[ok]]]
+    return Features(values, t, t + 1 / r, ok)

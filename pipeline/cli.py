@@ -49,7 +49,10 @@ def extract(
         None, help=f"comma-separated, from: {', '.join(registry.names())}", show_default=",".join(DEFAULT_EXTRACTORS)),
     set_: list[str] = typer.Option([], "--set", help="extractor option, EXTRACTOR.OPTION=VALUE (repeatable)"),
     rate: float = typer.Option(5.0, help="common frame rate of the aligned view (Hz)"),
-    min_confidence: float | None = typer.Option(None, help="alignment: drop frames below this confidence"),
+    min_confidence: float | None = typer.Option(None, help="alignment: drop frames below this confidence (Tran & "
+                                                "Soleymani: 0.8 on OpenFace's)"),
+    align_method: str = typer.Option("mean", help="alignment: mean (average the native frames in each window) or "
+                                     "subsample (one native frame per window)"),
     max_duration_gap: float | None = typer.Option(1.0, help="alignment: exclude clips whose audio and video "
                                                      "durations differ by more (s); negative disables"),
     cluster: Path | None = typer.Option(None, help="dask_cluster.yaml (default: embedded LocalCluster)"),
@@ -86,7 +89,8 @@ def extract(
         cfg = ExtractConfig(
             dataset=dataset, root=str(root), store=store, extractors=parse_extractors(extractors, set_),
             align=AlignConfig(rate, min_confidence,
-                              None if max_duration_gap is not None and max_duration_gap < 0 else max_duration_gap),
+                              None if max_duration_gap is not None and max_duration_gap < 0 else max_duration_gap,
+                              align_method),
             face=FaceConfig(detector=face_detector, detect_every=face_every, min_face=min_face),
             cluster_file=str(cluster) if cluster else None, limit=limit,
             force=force, dry_run=dry_run, allow_failures=allow_failures, shard_size=shard_size, dtype=dtype,

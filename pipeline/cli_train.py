@@ -84,6 +84,9 @@ def train(
     task: str | None = _opt("task", "classification | regression | frame_regression"),
     frame_targets: str | None = _opt("frame_targets", "stream of frame-level targets (e.g. affwild2_va)"),
     protocol: str | None = _opt("protocol", "manifest column of splits (train/validation/test) or fold numbers"),
+    validation: str | None = _opt("validation", "model selection on held-out training groups (inner) or on "
+                                  "fold k+1 (next_fold)"),
+    validation_group: str | None = _opt("validation_group", "manifest column held out whole for inner validation"),
     only: str | None = _opt("only", "one modality (audio | visual) for gru_probe and the classical models"),
     low_resource: str | None = _opt("low_resource", "comma-separated % of the training labels, e.g. 10,100"),
     low_resource_seeds: int | None = _opt("low_resource_seeds", "repeats of each N % < 100 subset: new stratified "
@@ -94,7 +97,9 @@ def train(
     fusion: str | None = _opt("fusion", "classical models: concat | sum | product | late"),
     epochs: int | None = _opt("epochs", "training epochs"),
     batch_size: int | None = _opt("batch_size", "windows (or clips) per batch"),
-    lr: float | None = _opt("lr", "peak learning rate (Adam; linear warm-up, then linear decay)"),
+    lr: float | None = _opt("lr", "(peak) learning rate"),
+    optimizer: str | None = _opt("optimizer", "adam | adamw | sgd (momentum 0.9)"),
+    schedule: str | None = _opt("schedule", "warmup_linear | plateau (cut on a validation plateau) | constant"),
     seed: int | None = _opt("seed", "random seed (weights, subsets, order)"),
     device: str | None = _opt("device", "auto | cpu | cuda"),
     opt: list[str] = typer.Option([], "--opt", help="model option NAME=VALUE (repeatable)"),
@@ -107,6 +112,7 @@ def train(
     lr_pcts = tuple(int(x) for x in low_resource.split(",")) if low_resource else None
     cfg = _config(config, store=store, out=str(out), model=model, audio=audio, visual=visual, view=view,
                   window=window, label=label, task=task, frame_targets=frame_targets, protocol=protocol, only=only,
+                  validation=validation, validation_group=validation_group, optimizer=optimizer, schedule=schedule,
                   low_resource=lr_pcts, low_resource_seeds=low_resource_seeds, pretrained=pretrained,
                   compare_scratch=compare_scratch or None, size=size,
                   fusion=fusion, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,

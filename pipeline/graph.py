@@ -119,7 +119,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
                 attrs["face"] = {**face.face_key(cfg.face), "crop": asdict(ext.face_crop)}
             store.set_group_attrs("native", "", name, attrs)
             store.set_group_attrs("aligned", cfg.align.view, name, {**attrs, "rate": cfg.align.rate,
-                                                                     "align": asdict(cfg.align)})
+                                                                     "align": cfg.align.key_fields()})
         report = RunReport(p.run_id, p.clips, len(p.work), p.cached)
         report.plan_s = time.perf_counter() - t0
         p.work = _refuse(store, p, refused, report)

@@ -46,7 +46,7 @@ class PartWriter:
         self.run_id = run_id
         self.descriptions = descriptions
         self.align_cfg = align_cfg
-        self.align_dict = dataclasses.asdict(align_cfg)
+        self.align_dict = align_cfg.key_fields()
         self.dtype = dtype
         self.flush_bytes = flush_bytes
         self.native: dict[str, Pending] = {}

@@ -6,7 +6,6 @@ media, segment and configuration produce. Failed entries are retried; excluded o
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import uuid
 from collections.abc import Callable, Iterator
@@ -147,7 +146,7 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
     exts = {name: registry.create(name, overrides) for name, overrides in cfg.extractors.items()}
     names = list(exts)
     descriptions = {name: e.describe() for name, e in exts.items()}
-    align = dataclasses.asdict(cfg.align)
+    align = cfg.align.key_fields()
     ext_fps = {n: e.fingerprint() for n, e in exts.items()}
     extras = {n: face_key(cfg.face) if e.input == "faces" else "text" if e.input == "text" else None
               for n, e in exts.items()}
@@ -166,6 +165,7 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
             native, to_align = np.zeros((n, len(names)), bool), np.zeros((n, len(names)), bool)
             stored = np.full((n, len(names)), -1, dtype=np.int64)
             ids = [s.clip_id for s in sources]
+            readable = np.asarray([bool(fp) for fp in fps], dtype=bool)  # once per chunk, not per extractor
             for j, name in enumerate(names):
                 keys = [cache_key.native_key(fp, s.start, s.end, ext_fps[name], _extra(extras[name], s))
                         for s, fp in zip(sources, fps)]
@@ -174,11 +174,11 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
                 hit = have.copy()
                 hit[have] = ((native_live["key"].to_numpy()[row[have]] == np.asarray(keys, dtype=object)[have])
                              & (native_live["status"].to_numpy()[row[have]] == "ok"))
-                hit &= np.asarray([bool(fp) for fp in fps]) & (not cfg.force)
+                hit &= readable & (not cfg.force)
                 # the same result stored under another clip id (e.g. a CSV manifest naming the clips of an
                 # earlier folder run differently): reused, never recomputed; the task commits it under this id
                 other = by_key(keys) if not cfg.force else np.full(n, -1, dtype=np.int64)
-                moved = ~hit & (other >= 0) & np.asarray([bool(fp) for fp in fps])
+                moved = ~hit & (other >= 0) & readable
                 row[moved] = other[moved]
                 native[:, j] = to_align[:, j] = ~(hit | moved)
                 cached[name] += int(hit.sum() + moved.sum())

@@ -48,3 +48,30 @@ def test_duration_gap_exclusion_reason():
     assert exclusion_reason(3.0, 9.0, AlignConfig(max_duration_gap=None)) is None
     with pytest.raises(ValueError):
         AlignConfig(rate=0)
+
+
+def test_subsample_takes_one_native_frame_per_window():
+    """Tran & Soleymani subsample 30 Hz OpenFace frames to 5 Hz: every 6th frame, not the mean of six."""
+    n = 60
+    t = np.arange(n) / 30
+    valid = np.ones(n, bool)
+    valid[6] = False  # no face on the frame at 0.2 s: the window takes the next valid frame inside it
+    f = Features(np.arange(n, dtype=float)[:, None], t, t + 1 / 30, valid, confidence=np.r_[np.ones(59), 0.5])
+    cfg = AlignConfig(rate=5.0, method="subsample", min_confidence=0.8)
+    out = align(f, 2.0, cfg)
+    np.testing.assert_allclose(out.values[:, 0], [0, 7, 12, 18, 24, 30, 36, 42, 48, 54])
+    assert out.mask.all()
+    np.testing.assert_allclose(align(f, 2.0, AlignConfig(rate=5.0)).values[0, 0], 2.5)  # the mean, by default
+    long = Features(np.array([[1.0], [3.0]]), [0.0, 0.96], [0.96, 1.92], [True, False])
+    up = align(long, 1.92, AlignConfig(rate=5.0, method="subsample"))  # a frame covering a window's start
+    np.testing.assert_allclose(up.values[:, 0], [1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+    assert up.mask.tolist() == [True] * 5 + [False] * 5
+    empty = align(Features(np.zeros((0, 2)), [], []), 1.0, AlignConfig(method="subsample"))
+    assert len(empty) == 5 and not empty.mask.any()
+
+
+def test_default_method_keeps_the_cache_keys_of_earlier_stores():
+    assert "method" not in AlignConfig().key_fields()
+    assert AlignConfig(method="subsample").key_fields()["method"] == "subsample"
+    with pytest.raises(ValueError, match="subsample"):
+        AlignConfig(method="median")

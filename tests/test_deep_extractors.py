@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -45,8 +47,6 @@ def test_published_hash_prefix_rejects_other_files(tmp_path):
 
 
 def test_tampered_weights_are_a_checksum_mismatch(models, tmp_path):
-    import shutil
-
     copy = tmp_path / "m"
     shutil.copytree(models, copy)
     f = copy / "TEST_R2P1D" / "r2plus1d_18-91a641e6.pth"
@@ -251,8 +251,6 @@ def test_trill_segments_and_reference(trill_models):
 
 
 def test_trill_and_a_torch_extractor_share_a_worker(mini_corpus, tmp_path, trill_models, w2v_models):
-    import shutil
-
     for name in ("TEST_W2V",):
         shutil.copytree(w2v_models / name, trill_models / name, dirs_exist_ok=True)
     cluster = tmp_path / "one.yaml"
@@ -264,21 +262,32 @@ def test_trill_and_a_torch_extractor_share_a_worker(mini_corpus, tmp_path, trill
     assert r["counts"] == {"ok": 6, "failed": 0, "excluded": 0} and not r["task_errors"]
 
 
-def _add_state(tmp_path_factory, name, like, net, filename):  # noqa: ANN001, ANN202
+def _add_state(tmp_path_factory, name, like, net, filename, models):  # noqa: ANN001, ANN202
+    """Save a test-made state dict and add it to `models`; the source copy is removed (a VGG-M is 400 MB)."""
     d = tmp_path_factory.mktemp(name.lower())
     torch.manual_seed(0)
     torch.save(net.state_dict(), d / filename)
-    cli("models", "add", name, str(d / filename), "--like", like, "--models", str(d / "m"), check=True)
-    return d / "m"
+    cli("models", "add", name, str(d / filename), "--like", like, "--models", str(models), check=True)
+    shutil.rmtree(d)
 
 
-def test_vggm_face_resnet18_spectrogram(tmp_path_factory):
-    from extractors.base import AudioSegment
+@pytest.fixture(scope="module")
+def image_models(tmp_path_factory, vggish_models):
+    """VGG-M (face) and the 1-channel ResNet-18 beside the test VGGish: one model directory, one copy each."""
     from extractors.resnet18_spectrogram import resnet18_1ch
     from extractors.vggm_face import vggm_net
 
-    vg = _add_state(tmp_path_factory, "TEST_VGGM", "VGGM_FACE_BN_FER", vggm_net(), "vgg_m_face_bn_fer_dag.pth")
-    weights.set_models_dir(str(vg))
+    _add_state(tmp_path_factory, "TEST_VGGM", "VGGM_FACE_BN_FER", vggm_net(), "vgg_m_face_bn_fer_dag.pth",
+               vggish_models)
+    _add_state(tmp_path_factory, "TEST_RN18", "RESNET18_SPECTROGRAM_JMT", resnet18_1ch(),
+               "resnet18_spectrogram.pth", vggish_models)
+    return vggish_models
+
+
+def test_vggm_face_resnet18_spectrogram(image_models):
+    from extractors.base import AudioSegment
+
+    weights.set_models_dir(str(image_models))
     try:
         crops = np.random.default_rng(0).integers(0, 255, (5, 112, 112, 3), dtype=np.uint8)
         t = np.arange(5) / 25
@@ -288,9 +297,7 @@ def test_vggm_face_resnet18_spectrogram(tmp_path_factory):
     finally:
         weights.set_models_dir(None)
     assert f.values.shape == (5, 512) and f.mask.tolist() == found.tolist() and not f.values[2].any()
-    rn = _add_state(tmp_path_factory, "TEST_RN18", "RESNET18_SPECTROGRAM_JMT", resnet18_1ch(),
-                    "resnet18_spectrogram.pth")
-    weights.set_models_dir(str(rn))
+    weights.set_models_dir(str(image_models))
     try:
         x = np.random.default_rng(1).standard_normal(40000).astype(np.float32) * 0.1
         (g,) = registry.create("resnet18_spectrogram", {"weights": "TEST_RN18", "hop_s": 0.5}).compute(
@@ -334,19 +341,8 @@ def test_bert_on_iemocap_transcripts_and_videomae(tmp_path_factory, tmp_path):
     assert v.values.shape == (8, 16)  # 1.2 s at 25 fps = 30 frames -> 8 groups of 4
 
 
-def test_vggish_vggm_resnet18_end_to_end_and_deterministic(mini_corpus, tmp_path, tmp_path_factory,
-                                                          vggish_models):
-    import shutil
-
-    from extractors.resnet18_spectrogram import resnet18_1ch
-    from extractors.vggm_face import vggm_net
-
-    models = tmp_path / "models"
-    shutil.copytree(vggish_models, models)
-    for name, like, net, fn in (("TEST_VGGM", "VGGM_FACE_BN_FER", vggm_net(), "vgg_m_face_bn_fer_dag.pth"),
-                                ("TEST_RN18", "RESNET18_SPECTROGRAM_JMT", resnet18_1ch(), "resnet18_spectrogram.pth")):
-        src = _add_state(tmp_path_factory, name, like, net, fn)
-        shutil.copytree(src / name, models / name)
+def test_vggish_vggm_resnet18_end_to_end_and_deterministic(mini_corpus, tmp_path, image_models):
+    models = image_models
     args = ["--dataset", "demo", "--root", str(mini_corpus), "--extractors",
             "vggish,vggm_face,resnet18_spectrogram",
             "--set", "vggish.weights=TEST_VGGISH", "--set", "vggm_face.weights=TEST_VGGM", "--set",

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from train.optim import OPTIMIZERS, SCHEDULES
+
 MODELS = ("mult", "tfn", "ef_gru", "lf_gru", "gru_probe", "jmt", "mater", "svm", "xgboost", "mlp")
 CLASSICAL = ("svm", "xgboost", "mlp")
 
@@ -26,6 +28,9 @@ class TrainConfig:
     frame_targets: str | None = None  # e.g. affwild2_va, for frame_regression
     protocol: str = "split"  # manifest column: train/validation/test values, or fold numbers
     folds: tuple[int, ...] = ()  # which folds to run (empty: all)
+    validation: str = "inner"  # model selection on held-out training groups | next_fold (fold k+1)
+    validation_group: str = "speaker"  # manifest column held out whole for inner validation
+    validation_fraction: float = 0.1  # share of the training groups held out (at least one)
     low_resource: tuple[int, ...] = (100,)  # % of the training labels, one run each
     low_resource_seeds: int = 3  # repeats of each N % < 100 subset (new subset and initialisation each)
     window: int = 50
@@ -33,6 +38,11 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam | adamw | sgd (JMT)
+    momentum: float = 0.9  # sgd only
+    schedule: str = "warmup_linear"  # warmup_linear (per step) | plateau (MATER: on the validation score) | constant
+    plateau_patience: int = 5  # epochs without improvement before the rate is cut
+    plateau_factor: float = 0.1
     warmup: float = 0.1
     grad_clip: float = 1.0
     loss: str = ""  # "" = ce (classification) / ccc (regression)
@@ -41,6 +51,7 @@ class TrainConfig:
     size: str = "base"  # MulT: base | large | small
     options: dict[str, Any] = field(default_factory=dict)  # model config overrides
     pretrained: str | None = None  # pretraining checkpoint for MulT fine-tuning
+    pretrained_norm: bool = True  # fine-tune with pretraining's normalisation statistics (Tran & Soleymani)
     compare_scratch: bool = False  # also train from scratch (low-resource curve: pretrained vs scratch)
     fusion: str = "concat"  # classical models: concat | sum | product | late
     only: str | None = None  # one modality: gru_probe (default audio) and single-modality classical baselines
@@ -59,6 +70,14 @@ class TrainConfig:
             raise ValueError(f"fusion must be concat, sum, product or late, not {self.fusion!r}")
         if self.only not in (None, "audio", "visual"):
             raise ValueError(f"only must be audio or visual, not {self.only!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if self.validation not in ("inner", "next_fold"):
+            raise ValueError(f"validation must be inner or next_fold, not {self.validation!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in (0, 1)")
         if self.low_resource_seeds < 1:
             raise ValueError("low_resource_seeds must be >= 1")
         if any(not 0 < n <= 100 for n in self.low_resource):

@@ -176,6 +176,21 @@ class StoreData:
                 std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
                 self.norm[mod] = (mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32))
 
+    def norm_state(self) -> dict[str, torch.Tensor]:
+        """The standardisation statistics as tensors, saved beside model weights (``weights_only`` loads)."""
+        return {f"{mod}.{k}": torch.from_numpy(a) for mod, (mean, std) in self.norm.items()
+                for k, a in (("mean", mean), ("std", std))}
+
+    def load_norm(self, state: dict[str, torch.Tensor]) -> bool:
+        """Use saved statistics (pretraining's, or a run's) for every modality they cover; False if any lacks."""
+        norm = {}
+        for mod in self.modalities:
+            if f"{mod}.mean" not in state:
+                return False
+            norm[mod] = (state[f"{mod}.mean"].numpy(), state[f"{mod}.std"].numpy())
+        self.norm = norm
+        return True
+
     def pooled(self, modality: str) -> np.ndarray:
         """Clip-level vectors: the mean of each clip's valid aligned frames (TFN, classical models)."""
         ext = self.modalities[modality]

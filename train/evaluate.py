@@ -12,8 +12,8 @@ import torch
 
 from train.build import build
 from train.config import CLASSICAL, TrainConfig
-from train.partitions import low_resource, partitions
-from train.trainer import _samples, _strip, device_for, evaluate, load_data, zscore_inputs
+from train.partitions import low_resource
+from train.trainer import _samples, _strip, cfg_partitions, device_for, evaluate, load_data, zscore_inputs
 
 
 def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
@@ -22,6 +22,7 @@ def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
     raw = json.loads(cfg_path.read_text())
     raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    raw.setdefault("validation", "next_fold")  # runs saved before inner validation existed used fold k+1
     cfg = TrainConfig(**raw)
     if store:
         cfg = dataclasses.replace(cfg, store=store)
@@ -30,19 +31,20 @@ def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
     data = load_data(cfg)
     device = device_for(cfg.device)
     out: dict = {}
-    for k, (fold, parts) in enumerate(partitions(data.meta, cfg.protocol, cfg.folds)):
+    for k, (fold, parts) in enumerate(cfg_partitions(data, cfg)):
         for best in sorted((Path(run_dir) / fold).glob("*/best.pt")):
             variant = best.parent.name
             base, _, rep = variant.partition("_seed")  # the training subset and its statistics, as trained
             percent = int(base.rsplit("_", 1)[1].removesuffix("pct"))
+            saved = torch.load(best, map_location="cpu", weights_only=True)
             data.norm = {}
-            if zscore_inputs(cfg):
+            if zscore_inputs(cfg) and not data.load_norm(saved.get("norm", {})):  # runs saved without them
                 data.fit_norm(low_resource(data.meta, parts["train"], percent, cfg.label,
                                            [cfg.seed, k, int(rep or 0)]))
             n_out = len(data.classes) if cfg.task == "classification" else (
                 data.dims_targets if cfg.task == "frame_regression" else 1)
             model = build(cfg, data.dims, n_out).to(device)
-            model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
+            model.load_state_dict(saved["model"])
             res = evaluate(model, cfg, data, _samples(data, np.asarray(parts["test"])), device)
             out.setdefault(fold, {})[variant] = _strip(res)
     return out

@@ -19,7 +19,8 @@ from train import masking
 from train.build import build
 from train.config import TrainConfig
 from train.data import StoreData
-from train.trainer import device_for, linear_warmup, seed_everything
+from train.optim import linear_warmup
+from train.trainer import device_for, seed_everything
 
 
 def _loss(model, b, marks: np.ndarray, rng: np.random.Generator, device: torch.device) -> torch.Tensor:  # noqa: ANN001
@@ -79,7 +80,7 @@ def pretrain(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001
         h = history[-1]
         log(f"  epoch {epoch + 1}/{cfg.epochs} train L1 {h['train_l1']:.4f} val L1 {h['val_l1']:.4f}")
     path = out / "pretrained.pt"
-    torch.save({"model": model.state_dict()}, path)
+    torch.save({"model": model.state_dict(), "norm": data.norm_state()}, path)
     (out / "pretrain.json").write_text(json.dumps({"config": cfg.to_dict(), "history": history}, indent=1,
                                                   default=str))
     return path

@@ -1,7 +1,8 @@
 """`pipeline train`: read it top to bottom.
 
 data from the store -> partitions of the protocol -> for each fold and low-resource N %: build the
-model, train with Adam and a linear warm-up schedule, keep the best validation state, checkpoint the
+model, train with the configured optimiser and schedule (Adam + linear warm-up by default, SGD,
+reduce-on-plateau), keep the best validation state, checkpoint the
 full state every epoch (resume continues bit-for-bit on CPU), evaluate on test -> metrics.json and
 plots in the run directory. Classical models (SVM/XGBoost/MLP) go through train/classical.py.
 """
@@ -23,6 +24,7 @@ from train.build import build, forward
 from train.config import CLASSICAL, TrainConfig
 from train.data import StoreData
 from train.losses import loss_fn
+from train.optim import Schedule, make_optimizer
 from train.partitions import low_resource, partitions
 
 
@@ -37,13 +39,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def linear_warmup(opt: torch.optim.Optimizer, total: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup`` of the steps, then linear decay to 0 (BERT's warmup_linear)."""
-    warm = max(1, int(warmup * total))
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
 
 
 def load_data(cfg: TrainConfig) -> StoreData:
@@ -67,7 +62,7 @@ def run(cfg: TrainConfig, log=print) -> dict:  # noqa: ANN001 - log: a print-lik
     if cfg.compare_scratch and cfg.pretrained:
         variants.append(("scratch", None))
     missing: dict[str, list[str]] = {}
-    for k, (fold, parts) in enumerate(partitions(data.meta, cfg.protocol, cfg.folds)):
+    for k, (fold, parts) in enumerate(cfg_partitions(data, cfg)):
         for percent in cfg.low_resource:
             repeats = cfg.low_resource_seeds if percent < 100 else 1
             for rep in range(repeats):  # a new stratified subset per fold and repeat, and a new initialisation
@@ -101,6 +96,11 @@ def run(cfg: TrainConfig, log=print) -> dict:  # noqa: ANN001 - log: a print-lik
     return results
 
 
+def cfg_partitions(data: StoreData, cfg: TrainConfig) -> list[tuple[str, dict]]:
+    return partitions(data.meta, cfg.protocol, cfg.folds, cfg.validation, cfg.validation_group,
+                      cfg.validation_fraction, cfg.seed)
+
+
 def _samples(data: StoreData, clips: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.isin(data.samples[:, 0], clips))
 
@@ -112,12 +112,16 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
     run_dir.mkdir(parents=True, exist_ok=True)
     n_out = len(data.classes) if cfg.task == "classification" else (
         data.dims_targets if cfg.task == "frame_regression" else 1)
+    saved = torch.load(pretrained, map_location="cpu", weights_only=True) if pretrained else {}
     data.norm.clear()
     if zscore_inputs(cfg):
-        data.fit_norm(train_clips)
+        if cfg.pretrained_norm and data.load_norm(saved.get("norm", {})):
+            log("  inputs standardised with the pretraining statistics saved in the checkpoint")
+        else:
+            data.fit_norm(train_clips)
     model = build(cfg, data.dims, n_out).to(device)
     if pretrained:
-        state = torch.load(pretrained, map_location="cpu", weights_only=True)["model"]
+        state = saved["model"]
         own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(usable, strict=False)
@@ -127,8 +131,8 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
     train_s, val_s, test_s = (_samples(data, c) for c in (train_clips, val_clips, test_clips))
     steps_per_epoch = max(1, math.ceil(len(train_s) / cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = linear_warmup(opt, total, cfg.warmup)
+    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
+    sched = Schedule(cfg.schedule, opt, total, cfg.warmup, cfg.plateau_patience, cfg.plateau_factor)
     criterion = loss_fn(cfg.loss_name)
     amp = device.type == "cuda"
     state = {"epoch": 0, "best": -math.inf, "history": [], "best_model": None}
@@ -160,6 +164,7 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
             losses.append(float(loss.detach()))
         val = evaluate(model, cfg, data, val_s, device)
         score = _score(val, cfg)
+        sched.epoch_end(score)
         state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score,
                                  "seconds": time.perf_counter() - t0})
         if score > state["best"]:
@@ -172,7 +177,7 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
             f"validation {_score_name(cfg)} {score:.4f}")
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
-    torch.save({"model": model.state_dict()}, run_dir / "best.pt")
+    torch.save({"model": model.state_dict(), "norm": data.norm_state()}, run_dir / "best.pt")
     result = evaluate(model, cfg, data, test_s, device, with_fused=True)
     result["history"], result["parameters"], result["complete"] = state["history"], n_params, state[
         "epoch"] >= cfg.epochs

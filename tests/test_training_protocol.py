@@ -1,0 +1,117 @@
+"""The papers' training protocol: validation from inside the training part, official splits without a test
+partition, SGD and reduce-on-plateau, and pretraining's weights and statistics carried into fine-tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tests.store_fixtures import synthetic_store
+from train import trainer
+from train.config import TrainConfig
+from train.optim import Schedule, make_optimizer
+from train.partitions import partitions
+from train.pretrain import pretrain
+
+
+def _sessions() -> pd.DataFrame:
+    """IEMOCAP-shaped: 5 sessions of 2 speakers, leave-one-session-out folds."""
+    meta = pd.DataFrame({"speaker": [f"Ses{i // 8 + 1}{'FM'[i // 4 % 2]}" for i in range(40)]})
+    meta["fold"] = meta["speaker"].str[3].astype(int) - 1
+    return meta
+
+
+def test_leave_one_session_out_trains_on_all_four_other_sessions():
+    meta = _sessions()
+    for name, p in partitions(meta, "fold"):
+        k = int(name.split("_")[1])
+        train, val, test = (set(meta.iloc[p[s]]["speaker"]) for s in ("train", "validation", "test"))
+        assert {s[3] for s in test} == {str(k + 1)}
+        assert {s[3] for s in train} == {str(j) for j in range(1, 6)} - {str(k + 1)}  # 4 sessions
+        assert val and not (val & train) and not (val & test)  # held-out speakers from inside training
+        assert {s[3] for s in val} <= {str(j) for j in range(1, 6)} - {str(k + 1)}
+        assert len(p["train"]) + len(p["validation"]) + len(p["test"]) == len(meta)
+    old = dict(partitions(meta, "fold", validation="next_fold"))["fold_0"]
+    assert {s[3] for s in meta.iloc[old["train"]]["speaker"]} == {"3", "4", "5"}  # the option keeps fold k+1
+
+
+def test_inner_validation_is_seeded_and_falls_back_to_clips():
+    meta = _sessions()
+    a, b = partitions(meta, "fold", seed=1), partitions(meta, "fold", seed=1)
+    assert all((x[1]["validation"] == y[1]["validation"]).all() for x, y in zip(a, b))
+    one = pd.DataFrame({"fold": [0] * 10 + [1] * 10})  # no speaker column: clips are held out
+    for _, p in partitions(one, "fold", fraction=0.2):
+        assert len(p["validation"]) == 2 and not set(p["validation"]) & set(p["test"])
+
+
+def test_official_split_without_test_reports_on_validation_and_never_selects_on_it():
+    meta = pd.DataFrame({"speaker": [f"v{i // 3}" for i in range(30)],
+                         "split": ["train"] * 21 + ["validation"] * 9})
+    ((name, p),) = partitions(meta, "split")
+    assert set(p["test"]) == set(range(21, 30))  # Aff-Wild2: results on the official validation set
+    assert set(p["validation"]) < set(range(21)) and not set(p["validation"]) & set(p["train"])
+    meta["split"] = ["train"] * 21 + ["test"] * 9  # no validation: model selection never sees the test clips
+    ((_, q),) = partitions(meta, "split")
+    assert not set(q["validation"]) & set(q["test"]) and set(q["validation"]) < set(range(21))
+
+
+def test_sgd_with_momentum_and_reduce_on_plateau():
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = make_optimizer("sgd", [w], 0.1, momentum=0.9)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.9
+    sched = Schedule("plateau", opt, 100, patience=1, factor=0.5)
+    lrs = []
+    for score in (0.5, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7):
+        for _ in range(3):
+            sched.step()  # per batch: a plateau schedule ignores it
+        sched.epoch_end(score)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025])
+    adam = torch.optim.Adam([w], lr=1.0)
+    warm = Schedule("warmup_linear", adam, 10, warmup=0.2)
+    adam.step()
+    warm.step()
+    assert warm.inner.get_last_lr()[0] == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return synthetic_store(tmp_path_factory.mktemp("syn") / "s.zarr")
+
+
+def test_sgd_plateau_run_learns_and_resumes_bit_for_bit(store, tmp_path):
+    base = dict(store=str(store), model="ef_gru", epochs=4, batch_size=8, window=20, lr=0.05, optimizer="sgd",
+                schedule="plateau", plateau_patience=0, options={"hidden": 16, "layers": 1})
+    quiet = lambda *a: None  # noqa: E731
+    straight = trainer.run(TrainConfig(out=str(tmp_path / "a"), **base), log=quiet)
+    trainer.run(TrainConfig(out=str(tmp_path / "b"), stop_after=2, **base), log=quiet)
+    resumed = trainer.run(TrainConfig(out=str(tmp_path / "b"), **base), log=quiet)
+    ha, hb = (r["folds"]["split"]["model_100pct"]["history"] for r in (straight, resumed))
+    assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
+    assert straight["summary"]["model_100pct"]["unweighted_accuracy"]["mean"] > 0.5  # 4 classes: chance 0.25
+
+
+def test_fine_tuning_loads_the_pretrained_weights_and_statistics(store, tmp_path):
+    small = dict(store=str(store), size="small", window=20, batch_size=8)
+    ckpt = pretrain(TrainConfig(out=str(tmp_path / "pre"), epochs=1, **small), log=lambda *a: None)
+    saved = torch.load(ckpt, weights_only=True)
+    assert set(saved["norm"]) == {"audio.mean", "audio.std", "visual.mean", "visual.std"}
+    cfg = TrainConfig(out=str(tmp_path / "ft"), model="mult", epochs=0, **small)  # 0 epochs: best.pt = as loaded
+    data = trainer.load_data(cfg)
+    lines: list[str] = []
+    clips = np.arange(len(data.clips))
+    trainer.train_one(cfg, data, clips[:20], clips[20:30], clips[30:], tmp_path / "ft", str(ckpt), lines.append)
+    best = torch.load(tmp_path / "ft" / "best.pt", weights_only=True)
+    shared = [k for k, v in saved["model"].items() if k in best["model"] and best["model"][k].shape == v.shape]
+    assert len(shared) >= 0.9 * len(best["model"])  # only the classification head is new
+    assert f"loaded {len(shared)}/{len(best['model'])} tensors" in "\n".join(lines)
+    assert all(torch.equal(saved["model"][k], best["model"][k]) for k in shared)
+    for key, value in saved["norm"].items():  # standardised as in pretraining, saved with the run
+        assert torch.equal(best["norm"][key], value)
+    assert any("pretraining statistics" in line for line in lines)
+    own = TrainConfig(out=str(tmp_path / "own"), model="mult", epochs=0, pretrained_norm=False, **small)
+    trainer.train_one(own, data, clips[:20], clips[20:30], clips[30:], tmp_path / "own", str(ckpt), lambda *a: None)
+    assert not torch.equal(torch.load(tmp_path / "own" / "best.pt", weights_only=True)["norm"]["audio.mean"],
+                           saved["norm"]["audio.mean"])
