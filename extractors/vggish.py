@@ -4,7 +4,10 @@ Front end exactly as the TF release: 16 kHz, |STFT| with a 25 ms periodic Hann w
 (FFT 512), 64 HTK mel bands 125-7500 Hz, log(mel + 0.01), examples of 96 frames (0.96 s). Outputs the
 128-d embedding (pre-activation, as TF; optional PCA + 8-bit quantisation like the released AudioSet
 features) or ``mode="conv"``: the 512-d last convolutional block, spatially averaged — the only VGGish
-feature that exists for MATER's 0.25 s / 0.5 s windows (``window_s``/``hop_s``). A clip shorter than one
+feature that exists for MATER's 0.25 s / 0.5 s windows (``window_s``/``hop_s``). In conv mode an example
+holds only the STFT frames that lie inside its window (48 frames = 0.495 s for 0.5 s), so windows with
+hop = window do not overlap and each aligns to exactly one window of the same rate, as in MATER; the
+embedding keeps the release's 96 frames (0.975 s of audio per 0.96 s hop). A clip shorter than one
 example is zero-padded to one.
 """
 
@@ -114,10 +117,23 @@ class VGGish(Extractor):
             p = torch.load(folder / WEIGHTS.files[1], map_location="cpu", weights_only=True)
             self.pca = (np.asarray(p["pca_eigen_vectors"], np.float32), np.asarray(p["pca_means"], np.float32))
 
+    def describe(self) -> dict:
+        out = super().describe()
+        if self.config.mode == "conv":  # conv examples were 0.515 s for 0.5 s windows before: re-extract
+            out["examples"] = "inside_window"
+        return out
+
+    @property
+    def example_frames(self) -> int:
+        """STFT frames (25 ms, 10 ms hop) per example: 96 for the embedding, those inside the window in conv."""
+        if self.config.mode == "embedding":
+            return 96
+        return max(16, int((self.config.window_s - 0.025) / 0.01 + 1e-6) + 1)  # 16: the four 2x pools
+
     def examples(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[N, frames, 64] examples and their start times (s)."""
         c = self.config
-        n_frames, hop = round(c.window_s * 100), max(1, round(c.hop_s * 100))
+        n_frames, hop = self.example_frames, max(1, round(c.hop_s * 100))
         need = (n_frames - 1) * 160 + 400
         mel = log_mel(np.pad(x, (0, max(0, need - len(x)))))
         starts = np.arange(0, len(mel) - n_frames + 1, hop)
@@ -142,7 +158,7 @@ class VGGish(Extractor):
             values = np.clip((values - means.reshape(1, -1)) @ vecs.T, -2.0, 2.0)
             values = np.round((values + 2.0) * 255.0 / 4.0)
         results, pos = [], 0
-        span = (round(self.config.window_s * 100) - 1) * 0.01 + 0.025
+        span = (self.example_frames - 1) * 0.01 + 0.025
         for seg, (ex, starts) in zip(batch, per):
             results.append(Features(values[pos : pos + len(ex)], seg.t0 + starts, seg.t0 + starts + span))
             pos += len(ex)

@@ -37,6 +37,7 @@ class ClipSource:
     end: float | None = None
     annotation_path: str | None = None  # per-frame targets (Aff-Wild2), read by the core, parsed by an extractor
     text: str | None = None  # the transcript, for text extractors
+    subject: str | None = None  # left | right: which face is the annotated subject (Aff-Wild2 `_left`/`_right`)
 
 
 @dataclass

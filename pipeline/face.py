@@ -115,12 +115,12 @@ _EYES: cv2.CascadeClassifier | None = None
 class FaceStage:
     """Per clip: windows of frames in, for each requested crop a window of crops (+ found, confidence)."""
 
-    def __init__(self, config: FaceConfig, crops: Iterable[FaceCrop]) -> None:
+    def __init__(self, config: FaceConfig, crops: Iterable[FaceCrop], subject: str | None = None) -> None:
         name = resolve_detector(config.detector)
         if name not in DETECTORS:
             raise ValueError(f"unknown face detector {name!r}; known: {sorted(DETECTORS)}")
         self.config, self.crops = config, sorted(set(crops), key=dataclasses.astuple)
-        self.tracker = FaceTracker(DETECTORS[name](config), config.detect_every, config.max_gap)
+        self.tracker = FaceTracker(DETECTORS[name](config), config.detect_every, config.max_gap, subject=subject)
 
     def process(self, window: VideoSegment) -> dict[FaceCrop, VideoSegment]:
         faces = self.tracker.process(window.frames)

@@ -44,8 +44,10 @@ class FaceTracker:
     """Stateful per clip: feed windows of frames in order."""
 
     def __init__(self, detect: Detect, every: int = 5, max_gap: int = 5, track_width: int = 640,
-                 min_tracked: float = 0.5) -> None:
-        self.detect, self.every, self.max_gap = detect, max(1, every), max_gap
+                 min_tracked: float = 0.5, subject: str | None = None) -> None:
+        if subject not in (None, "left", "right"):
+            raise ValueError(f"subject must be left or right, not {subject!r}")
+        self.detect, self.every, self.max_gap, self.subject = detect, max(1, every), max_gap, subject
         self.track_width, self.min_tracked = track_width, min_tracked
         self.k = 0  # frames seen so far in this clip
         self.box: np.ndarray | None = None
@@ -93,18 +95,24 @@ class FaceTracker:
             return conf * 0.5 ** self.misses if conf else self._lose()
         if self.box is not None:
             overlap = iou(self.box, det.boxes)
-            j = int(np.argmax(overlap)) if overlap.max() > 0.2 else self._largest(det)
+            j = int(np.argmax(overlap)) if overlap.max() > 0.2 else self._pick(det)
         else:
-            j = self._largest(det)
+            j = self._pick(det)
         self.box, self.score, self.misses = det.boxes[j].astype(float), float(det.scores[j]), 0
         self.points = None if det.points is None else det.points[j].astype(float)
         self._seed(grey)
         return self.score
 
-    @staticmethod
-    def _largest(det: Detections) -> int:
+    def _pick(self, det: Detections) -> int:
+        """The face to (re)start a track on: the most prominent (area x score); in a two-subject video the
+        leftmost or rightmost of the prominent faces (at least a quarter of the most prominent one's)."""
         area = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
-        return int(np.argmax(area * det.scores))
+        weight = area * det.scores
+        if self.subject is None:
+            return int(np.argmax(weight))
+        cand = np.flatnonzero(weight >= 0.25 * weight.max())
+        cx = (det.boxes[cand, 0] + det.boxes[cand, 2]) / 2
+        return int(cand[np.argmin(cx) if self.subject == "left" else np.argmax(cx)])
 
     def _lose(self) -> float:
         self.box = self.points = self._pts = None

@@ -123,12 +123,23 @@ def _path(p: object) -> str | None:
 
 def _sources(manifest: pd.DataFrame) -> list[ClipSource]:
     return [ClipSource(str(r.clip_id), str(r.media_path), _path(r.audio_path), _opt(r.start), _opt(r.end),
-                       _path(getattr(r, "annotation_path", None)), _path(getattr(r, "transcript", None)))
+                       _path(getattr(r, "annotation_path", None)), _path(getattr(r, "transcript", None)),
+                       _subject(getattr(r, "subject_position", None)))
             for r in manifest.itertuples(index=False)]
 
 
+def _subject(side: Any) -> str | None:
+    return side if side in ("left", "right") else None
+
+
 def _extra(kind: Any, src: ClipSource) -> Any:
-    return src.text if kind == "text" else kind
+    """What besides media, segment and config a result depends on: the transcript for text extractors; for
+    faces extractors the face stage's settings and, in two-subject videos, which subject's face."""
+    if kind == "text":
+        return src.text
+    if isinstance(kind, dict) and src.subject:
+        return {**kind, "subject": src.subject}
+    return kind
 
 
 def _fingerprint(src: ClipSource, mode: str = "content") -> str:

@@ -200,7 +200,8 @@ class _ShardRunner:
         window = multiple * max(1, -(-self.task.window_frames // multiple))
         decoder = ClipDecoder(src, bool(video), bool(audio), window, self.task.max_side)
         crops = {n: self.exts[n].face_crop for n in video if self.exts[n].input == "faces"}
-        stage = FaceStage(replace(self.task.face, device=self.task.device), crops.values()) if crops else None
+        stage = FaceStage(replace(self.task.face, device=self.task.device), crops.values(),
+                          src.subject) if crops else None
         declared = _declared(src, info)
         t, busy = time.perf_counter(), sum(b.seconds for b in self.batchers.values())
         face_s = 0.0

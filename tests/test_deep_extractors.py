@@ -179,13 +179,20 @@ def test_vggish_front_end_examples_and_network(vggish_models):
         (q,) = registry.create("vggish", {"weights": "TEST_VGGISH", "pca": True}).compute([AudioSegment("c", x)])
     finally:
         weights.set_models_dir(None)
-    assert e.values.shape == (2, 128) and c.values.shape == (3, 512)  # 198 log-mel frames
+    assert e.values.shape == (2, 128) and c.values.shape == (4, 512)  # 198 log-mel frames
     np.testing.assert_allclose(e.start, [0.0, 0.96])
     np.testing.assert_allclose(e.end, [0.975, 1.935])
-    np.testing.assert_allclose(c.start, [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(c.start, [0.0, 0.5, 1.0, 1.5])  # MATER: 48 STFT frames inside each 0.5 s window
+    np.testing.assert_allclose(c.end, c.start + 0.495)
     with torch.no_grad():
         ref = emb.model(torch.from_numpy(log_mel(x)[:96])[None, None]).numpy()[0]
+        ref_conv = conv.model(torch.from_numpy(log_mel(x)[50:98])[None, None], "conv").numpy()[0]
     np.testing.assert_allclose(e.values[0], ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(c.values[1], ref_conv, rtol=1e-4, atol=1e-5)
+    from pipeline.align import AlignConfig, align
+
+    windows = align(c, 2.0, AlignConfig(rate=2.0))  # non-overlapping: window k is example k alone
+    np.testing.assert_allclose(windows.values, c.values, rtol=1e-6)
     assert q.values.min() >= 0 and q.values.max() <= 255 and np.all(q.values == np.round(q.values))
     with pytest.raises(ValueError, match="0.96 s examples"):
         registry.make_config("vggish", {"window_s": 0.5})

@@ -164,3 +164,32 @@ def test_mtcnn_asked_for_without_weights_is_refused_before_any_clip(mini_corpus,
     assert not store.exists()
     bad = cli("extract", "--dataset", "demo", "--root", str(mini_corpus), "--store", str(store), "--min-face", "2")
     assert bad.returncode != 0 and "--min-face" in bad.stderr
+
+
+def test_two_subject_video_gives_each_side_its_own_face(mtcnn_dir):
+    """Aff-Wild2's `_left`/`_right` annotations are two subjects of one video: each gets its own face, and the
+    side is part of the faces extractors' cache key (the two results are never shared)."""
+    import pandas as pd
+
+    from pipeline.face import face_key
+    from pipeline.plan import _extra, _sources
+
+    left, right = synth.face_image(150), synth.face_image(190)
+    canvas = np.full((220, 520, 3), 90, np.uint8)
+    canvas[10:160, 20:170], canvas[15:205, 310:500] = left, right
+    frames = np.stack([canvas] * 6)
+    centre = {}
+    for subject in (None, "left", "right"):
+        stage = FaceStage(FaceConfig(detect_every=5), [FaceCrop(112)], subject)
+        (seg,) = _run(stage, frames).values()
+        assert seg.found.all()
+        box = stage.tracker.box
+        centre[subject] = (box[0] + box[2]) / 2
+    assert centre[None] > 260 and centre["right"] > 260 and centre["left"] < 260  # default: the most prominent
+    manifest = pd.DataFrame({"clip_id": ["v1_left", "v1_right", "v2"], "media_path": ["v1.mp4", "v1.mp4", "v2.mp4"],
+                             "audio_path": None, "start": None, "end": None,
+                             "subject_position": ["left", "right", "main"]})
+    srcs = _sources(manifest)
+    assert [s.subject for s in srcs] == ["left", "right", None]
+    key = face_key(FaceConfig(detector="haar"))
+    assert _extra(key, srcs[0]) != _extra(key, srcs[1]) and _extra(key, srcs[2]) == key
