@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --durations=15
 
 # the real-SLURM cluster tests (root and Debian's slurm-wlm + munge; .ci/run installs them)
 test-slow: $(STAMP)

@@ -314,6 +314,7 @@ def test_vggm_face_resnet18_spectrogram(image_models):
     assert g.values.shape == (4, 512) and np.allclose(g.start, [0, 0.5, 1.0, 1.5])
 
 
+@pytest.mark.slow  # ~30 s: the default suite keeps the extractors' unit tests; this runs in `make test-slow`
 def test_bert_on_iemocap_transcripts_and_videomae(tmp_path_factory, tmp_path):
     from transformers import BertConfig, BertModel, BertTokenizerFast, VideoMAEConfig, VideoMAEModel
 
@@ -348,6 +349,7 @@ def test_bert_on_iemocap_transcripts_and_videomae(tmp_path_factory, tmp_path):
     assert v.values.shape == (8, 16)  # 1.2 s at 25 fps = 30 frames -> 8 groups of 4
 
 
+@pytest.mark.slow  # ~60 s: three full-size networks on CPU
 def test_vggish_vggm_resnet18_end_to_end_and_deterministic(mini_corpus, tmp_path, image_models):
     models = image_models
     args = ["--dataset", "demo", "--root", str(mini_corpus), "--extractors",

@@ -112,6 +112,7 @@ def _add_state(root, name: str, like: str, net, filename: str) -> None:  # noqa:
     cli("models", "add", name, str(root / filename), "--like", like, "--models", str(root / "m"), check=True)
 
 
+@pytest.mark.slow  # ~50 s: InceptionResnetV1 + ResNet-50 on CPU
 def test_facenet_and_resnet_face_end_to_end_with_mtcnn(mini_corpus, tmp_path, mtcnn_dir):
     """Test-made weights registered like the published ones; the real MTCNN in the same model directory."""
     import torch
