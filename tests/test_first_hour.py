@@ -168,6 +168,17 @@ def test_listing_extractors_imports_no_tensorflow_and_names_rates():
     assert "1 per clip" in bert
 
 
+def test_starting_the_cli_imports_no_deep_learning_framework():
+    """Every command (and every test that runs one) pays the CLI's import time; torch alone costs ~2.5 s."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.cli, train.config\n"
+            "print(sorted(m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr[-500:]
+
+
 def test_models_add_refuses_a_bad_file_and_leaves_nothing(tmp_path):
     models = tmp_path / "models"
     bad = tmp_path / "weights.pt"

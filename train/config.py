@@ -9,7 +9,10 @@ from typing import Any
 
 import yaml
 
-from train.optim import OPTIMIZERS, SCHEDULES
+# Names only: train/optim.py builds them. Kept here so that reading a config (every CLI start) never
+# imports torch.
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("warmup_linear", "plateau", "constant")
 
 MODELS = ("mult", "tfn", "ef_gru", "lf_gru", "gru_probe", "jmt", "mater", "svm", "xgboost", "mlp")
 CLASSICAL = ("svm", "xgboost", "mlp")

@@ -10,8 +10,7 @@ from collections.abc import Iterable
 
 import torch
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("warmup_linear", "plateau", "constant")
+from train.config import OPTIMIZERS, SCHEDULES
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
