@@ -87,7 +87,9 @@ def train(
     validation: str | None = _opt("validation", "model selection on held-out training groups (inner) or on "
                                   "fold k+1 (next_fold)"),
     validation_group: str | None = _opt("validation_group", "manifest column held out whole for inner validation"),
-    only: str | None = _opt("only", "one modality (audio | visual) for gru_probe and the classical models"),
+    text: str | None = _opt("text", "text extractor (e.g. bert): a third modality for the classical models and "
+                            "gru_probe"),
+    only: str | None = _opt("only", "one modality (audio | visual | text) for gru_probe and the classical models"),
     low_resource: str | None = _opt("low_resource", "comma-separated % of the training labels, e.g. 10,100"),
     low_resource_seeds: int | None = _opt("low_resource_seeds", "repeats of each N % < 100 subset: new stratified "
                                           "subset and initialisation each; the summary is mean ± sd over them"),
@@ -110,10 +112,10 @@ def train(
     from train.trainer import run
 
     lr_pcts = tuple(int(x) for x in low_resource.split(",")) if low_resource else None
-    cfg = _config(config, store=store, out=str(out), model=model, audio=audio, visual=visual, view=view,
-                  window=window, label=label, task=task, frame_targets=frame_targets, protocol=protocol, only=only,
-                  validation=validation, validation_group=validation_group, optimizer=optimizer, schedule=schedule,
-                  low_resource=lr_pcts, low_resource_seeds=low_resource_seeds, pretrained=pretrained,
+    cfg = _config(config, store=store, out=str(out), model=model, audio=audio, visual=visual, text=text,
+                  view=view, window=window, label=label, task=task, frame_targets=frame_targets, protocol=protocol,
+                  only=only, validation=validation, validation_group=validation_group, optimizer=optimizer,
+                  schedule=schedule, low_resource=lr_pcts, low_resource_seeds=low_resource_seeds, pretrained=pretrained,
                   compare_scratch=compare_scratch or None, size=size,
                   fusion=fusion, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                   options=_parse_options(opt) or None, stop_after=stop_after)

@@ -49,6 +49,35 @@ def test_masking_statistics_over_many_draws():
     assert (masking.static(valid[:10], idx, cfg, 5) == masking.static(valid[:10], idx, cfg, 5)).all()
 
 
+def test_masking_apply_corrupts_both_modalities_at_the_same_positions_from_one_source_frame():
+    B, T = 3, 12
+    xa = torch.arange(B * T * 4, dtype=torch.float32).reshape(B, T, 4) + 1  # every frame distinct, none zero
+    xv = -torch.arange(B * T * 2, dtype=torch.float32).reshape(B, T, 2) - 1
+    valid = torch.ones(B, T, dtype=torch.bool)
+    valid[1, 8:] = False  # sample 1 is padded after frame 7
+    marks = torch.zeros(B, T, dtype=torch.int8)
+    marks[0, 0:3] = masking.ZERO
+    marks[0, 3:6] = masking.RANDOM
+    marks[0, 6:9] = masking.KEEP
+    marks[2, 9:12] = masking.RANDOM
+    for seed in range(20):
+        ca, cv = masking.apply([xa, xv], marks, valid, np.random.default_rng(seed))
+        assert (ca[0, 0:3] == 0).all() and (cv[0, 0:3] == 0).all()
+        untouched = (marks != masking.ZERO) & (marks != masking.RANDOM)
+        assert torch.equal(ca[untouched], xa[untouched]) and torch.equal(cv[untouched], xv[untouched])
+        for b, span in ((0, slice(3, 6)), (2, slice(9, 12))):
+            frame = ca[b, span]
+            assert (frame == frame[0]).all()  # one source frame for every RANDOM position of the sample
+            sb, st = map(int, torch.nonzero((xa == frame[0]).all(-1))[0])
+            assert sb != b and valid[sb, st]  # another sample's valid frame, never padding
+            assert torch.equal(cv[b, span][0], xv[sb, st])  # the video from the same sample and time
+    one = masking.apply([xa[:1]], marks[:1], valid[:1], np.random.default_rng(0))[0]
+    assert not (one[0, 3:6] == 0).any()  # a batch of one uses its own valid frames
+    again = masking.apply([xa, xv], marks, valid, np.random.default_rng(3))
+    assert all(torch.equal(a, b) for a, b in zip(again, masking.apply([xa, xv], marks, valid,
+                                                                      np.random.default_rng(3))))
+
+
 def test_ccc_and_classification_metrics():
     assert metrics.ccc(np.array([0, 1, 2]), np.array([0, 1, 1])) == pytest.approx(2 / 3)
     x, y = np.random.default_rng(0).normal(size=(2, 200))
@@ -96,6 +125,39 @@ def test_mater_reports_per_modality_accuracies(store, tmp_path):
     res = trainer.run(cfg, log=lambda *a: None)
     pm = res["folds"]["split"]["model_100pct"]["per_modality_accuracy"]
     assert set(pm) == {"audio", "visual"}
+
+
+def test_mater_per_modality_and_fused_accuracies_match_a_count_by_hand(store):
+    """Audio branch fixed to always say class 0 (strongly), visual branch class 1 (less strongly): the
+    audio-only accuracy is the share of class-0 test clips, the visual-only one the share of class 1,
+    and the averaged posteriors follow the more confident audio branch."""
+    from train.build import build
+
+    cfg = TrainConfig(store=str(store), model="mater", window=20,
+                      options={"d": 16, "heads": 2, "ffn": 32, "layers": 1})
+    data = trainer.load_data(cfg)
+    model = build(cfg, data.dims, len(data.classes))
+    with torch.no_grad():
+        for branch, cls, strength in ((model.audio, 0, 10.0), (model.visual, 1, 5.0)):
+            last = branch.head[-1]
+            last.weight.zero_()
+            last.bias.zero_()
+            last.bias[cls] = strength
+    test = np.flatnonzero(data.meta["split"].to_numpy() == "test")
+    samples = np.flatnonzero(np.isin(data.samples[:, 0], test))
+    y = data.targets[data.samples[samples, 0]]
+    samples = np.r_[samples[y != 1], samples[y == 1][:1]]  # unequal class shares: 4/13 class 0, 1/13 class 1
+    y = data.targets[data.samples[samples, 0]]
+    out = trainer.evaluate(model, cfg, data, samples, torch.device("cpu"))
+    assert out["per_modality_accuracy"]["audio"] == pytest.approx(np.mean(y == 0))
+    assert out["per_modality_accuracy"]["visual"] == pytest.approx(np.mean(y == 1))
+    assert out["accuracy"] == pytest.approx(np.mean(y == 0))
+    assert 0 < np.mean(y == 0) < 1 and np.mean(y == 0) != np.mean(y == 1)
+    summary = trainer.summarise({"f0": {"model_100pct": out}, "f1": {"model_100pct": {
+        **out, "per_modality_accuracy": {"audio": 1.0, "visual": 0.0}}}})["model_100pct"]
+    assert summary["audio_accuracy"]["mean"] == pytest.approx((np.mean(y == 0) + 1.0) / 2)
+    assert summary["visual_accuracy"] == {"mean": pytest.approx(np.mean(y == 1) / 2),
+                                          "std": pytest.approx(np.mean(y == 1) / 2), "n": 2}
 
 
 def test_jmt_learns_frame_level_targets_with_ccc(store, tmp_path):

@@ -66,7 +66,8 @@ def forward(model: nn.Module, cfg: TrainConfig, b: Batch, device: torch.device,
         pa, pv = _pool(xa, ma), _pool(xv, mv)
         return model.fused(pa, pv) if fused else model(pa, pv)
     if cfg.model == "gru_probe":
-        x, m = (xa, ma) if (cfg.only or "audio") == "audio" else (xv, mv)
+        only = cfg.only or "audio"
+        x, m = b.x[only].to(device), b.mask[only].to(device)
         return model.rnn(x, m) if fused else model(x, m)
     if fused:
         out = model.fused(xa, xv, ma, mv)

@@ -25,6 +25,7 @@ class TrainConfig:
     model: str = "mult"
     audio: str = "egemaps"  # extractor feeding the audio modality
     visual: str = "face_hog"  # extractor feeding the visual modality
+    text: str | None = None  # extractor feeding a text modality (e.g. bert): classical models and gru_probe
     view: str = "5hz"
     label: str | None = "label"
     task: str = "classification"  # classification | regression | frame_regression
@@ -57,7 +58,7 @@ class TrainConfig:
     pretrained_norm: bool = True  # fine-tune with pretraining's normalisation statistics (Tran & Soleymani)
     compare_scratch: bool = False  # also train from scratch (low-resource curve: pretrained vs scratch)
     fusion: str = "concat"  # classical models: concat | sum | product | late
-    only: str | None = None  # one modality: gru_probe (default audio) and single-modality classical baselines
+    only: str | None = None  # one modality (audio | visual | text): gru_probe (default audio), classical baselines
     stop_after: int | None = None  # stop after this many epochs (resume continues)
 
     def __post_init__(self) -> None:
@@ -71,8 +72,13 @@ class TrainConfig:
             raise ValueError("task frame_regression needs frame_targets (e.g. affwild2_va)")
         if self.fusion not in ("concat", "sum", "product", "late"):
             raise ValueError(f"fusion must be concat, sum, product or late, not {self.fusion!r}")
-        if self.only not in (None, "audio", "visual"):
-            raise ValueError(f"only must be audio or visual, not {self.only!r}")
+        if self.only not in (None, "audio", "visual", "text"):
+            raise ValueError(f"only must be audio, visual or text, not {self.only!r}")
+        if self.only == "text" and not self.text:
+            raise ValueError("only=text needs text=EXTRACTOR (e.g. bert)")
+        if self.text and self.model not in (*CLASSICAL, "gru_probe"):
+            raise ValueError(f"the text modality feeds the classical models and gru_probe; {self.model} is "
+                             "audio-visual (leave text unset)")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.schedule not in SCHEDULES:

@@ -48,14 +48,25 @@ def static(valid: np.ndarray, index: np.ndarray, cfg: MaskConfig, seed: int) -> 
                            for i, j in enumerate(index)]) if len(index) else np.zeros(valid.shape, np.int8)
 
 
-def apply(x: torch.Tensor, marks: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Corrupt x [B, T, D] where marked; RANDOM frames come from another sample of the batch."""
-    out = x.clone()
-    out[marks == ZERO] = 0.0
-    rb, rt = torch.nonzero(marks == RANDOM, as_tuple=True)
-    if len(rb):
-        b = x.shape[0]
-        src_b = torch.from_numpy((rb.numpy() + rng.integers(1, max(2, b), size=len(rb))) % max(1, b))
-        src_t = torch.from_numpy(rng.integers(0, x.shape[1], size=len(rb)))
-        out[rb, rt] = x[src_b, src_t]
-    return out
+def apply(xs: list[torch.Tensor], marks: torch.Tensor, valid: torch.Tensor,
+          rng: np.random.Generator) -> list[torch.Tensor]:
+    """Corrupt each modality's x [B, T, D] where marked, with the same positions in every modality.
+
+    RANDOM frames of sample b all become one valid frame of one other sample of the batch (Tran &
+    Soleymani's released code: one random frame of one random other utterance per sample), and the
+    audio and the video take that frame from the same sample and time, so a replaced position stays
+    an audio-visual pair. A batch of one sample takes another valid frame of itself."""
+    outs = [x.clone() for x in xs]
+    for out in outs:
+        out[marks == ZERO] = 0.0
+    bsz = marks.shape[0]
+    ok = valid.numpy() if isinstance(valid, torch.Tensor) else np.asarray(valid)
+    for b in np.flatnonzero((marks == RANDOM).any(1).numpy()):
+        others = [o for o in range(bsz) if o != b and ok[o].any()] or [b]
+        src_b = others[int(rng.integers(len(others)))]
+        frames = np.flatnonzero(ok[src_b])
+        src_t = int(frames[int(rng.integers(len(frames)))])
+        where = marks[b] == RANDOM
+        for x, out in zip(xs, outs):
+            out[b, where] = x[src_b, src_t]
+    return outs

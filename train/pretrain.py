@@ -26,7 +26,7 @@ from train.trainer import device_for, seed_everything
 def _loss(model, b, marks: np.ndarray, rng: np.random.Generator, device: torch.device) -> torch.Tensor:  # noqa: ANN001
     m = torch.from_numpy(marks)
     xa, xv = b.x["audio"], b.x["visual"]
-    ca, cv = masking.apply(xa, m, rng), masking.apply(xv, m, rng)
+    ca, cv = masking.apply([xa, xv], m, b.mask["audio"] | b.mask["visual"], rng)
     ra, rv = model.reconstruct(model(ca.to(device), cv.to(device)))
     sel = (m > 0).to(device)
     if not sel.any():

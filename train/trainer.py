@@ -42,7 +42,7 @@ def seed_everything(seed: int) -> None:
 
 
 def load_data(cfg: TrainConfig) -> StoreData:
-    mods = {"audio": cfg.audio, "visual": cfg.visual}
+    mods = {"audio": cfg.audio, "visual": cfg.visual} | ({"text": cfg.text} if cfg.text else {})
     if cfg.model == "gru_probe" or cfg.only:
         only = cfg.only or "audio"
         mods = {only: mods[only]}
@@ -252,12 +252,14 @@ def _absent_classes(data: StoreData, train_clips: np.ndarray, cfg: TrainConfig) 
 def summarise(folds: dict) -> dict:
     """mean +- std over folds (and the repeats of low-resource subsets), per run variant, of the headline
     metrics; ``n`` counts the runs."""
-    keys = ("accuracy", "unweighted_accuracy", "macro_f1", "mean_ccc")
+    keys = ("accuracy", "unweighted_accuracy", "macro_f1", "mean_ccc", "audio_accuracy", "visual_accuracy")
     out: dict = {}
     base = {v: v.split("_seed")[0] for f in folds.values() for v in f}
+    flat = {f: {name: {**r, **{f"{m}_accuracy": a for m, a in r.get("per_modality_accuracy", {}).items()}}
+                for name, r in runs.items()} for f, runs in folds.items()}  # MATER: each branch alone
     for v in sorted(set(base.values())):
         for k in keys:
-            vals = [r[k] for f in folds.values() for name, r in f.items() if base[name] == v and k in r]
+            vals = [r[k] for f in flat.values() for name, r in f.items() if base[name] == v and k in r]
             if vals:
                 out.setdefault(v, {})[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
     return out
