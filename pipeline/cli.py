@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from extractors import registry
-from pipeline import cli_models, cli_train, manifest
+from pipeline import cli_experiment, cli_models, cli_train, manifest
 from pipeline.align import AlignConfig
 from pipeline.config import DEFAULT_EXTRACTORS, ExtractConfig, parse_extractors
 from pipeline.errors import ConfigError, StoreLockedError
@@ -322,6 +322,7 @@ def demo(
 
 
 app.add_typer(cli_models.app, name="models")
+app.add_typer(cli_experiment.app, name="experiment")
 app.command("pretrain")(cli_train.pretrain)
 app.command("train")(cli_train.train)
 app.command("evaluate")(cli_train.evaluate)

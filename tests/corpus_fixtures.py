@@ -104,11 +104,13 @@ IEMOCAP_TURNS = {
 }
 
 
-def iemocap(root: Path) -> Path:
-    for ses, (dialog, turns) in IEMOCAP_TURNS.items():
+def iemocap(root: Path, turns_by_session: dict | None = None) -> Path:
+    """``turns_by_session``: {session: (dialog, [(turn, label), ...])}, default IEMOCAP_TURNS."""
+    for ses, (dialog, turns) in (turns_by_session or IEMOCAP_TURNS).items():
         d = root / f"Session{ses}" / "dialog"
-        put(d / "avi" / "DivX" / f"{dialog}.avi", "mp4", seconds=4.0)
-        put(d / "wav" / f"{dialog}.wav", "wav", seconds=4.0)
+        seconds = max(4.0, 1.5 * len(turns) + 1.0)
+        put(d / "avi" / "DivX" / f"{dialog}.avi", "mp4", seconds=seconds)
+        put(d / "wav" / f"{dialog}.wav", "wav", seconds=seconds)
         text = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
         trans = []
         for i, (turn, label) in enumerate(turns):

@@ -76,8 +76,8 @@ def test_every_worker_lost_stops_the_run_with_a_clear_message(mini_corpus, tmp_p
 
 
 # -- signals -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130),
-                                       pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)])
+@pytest.mark.slow  # ~50 s each: a cluster stopped by a real signal, then the re-run (default suite: ~15 min budget)
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_first_signal_stops_cleanly_and_the_rerun_completes(longer_corpus, tmp_path, sig, code):
     store = tmp_path / "s.zarr"
     args = ["extract", *ARGS, "--root", str(longer_corpus), "--store", str(store), "--shard-size", "1", "--quiet"]

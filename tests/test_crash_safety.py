@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from stores.feature_store import FeatureStore
 from tests.conftest import cli, extract_json
 
@@ -32,6 +34,7 @@ def _live_counts(store: Path) -> tuple[int, int]:
     return len(ok), int(ok.duplicated(["clip_id", "stage", "view", "extractor"]).sum())
 
 
+@pytest.mark.slow  # ~40 s; the default suite keeps the worker kill -9 and the consolidation kill -9
 def test_kill_9_of_the_extract_process_then_resume(mini_corpus, tmp_path):
     s = tmp_path / "s.zarr"
     args = ["extract", "--dataset", "demo", "--root", str(mini_corpus), "--store", str(s),

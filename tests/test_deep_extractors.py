@@ -86,6 +86,7 @@ def test_r2plus1d_matches_the_bare_model_with_torchvision_transforms(models):
     assert np.corrcoef(ref, f.values[0])[0, 1] > 0.99
 
 
+@pytest.mark.slow  # ~30 s: a full-size R(2+1)D on CPU; the bare-model comparison stays in the default suite
 def test_r2plus1d_end_to_end_through_extract(mini_corpus, tmp_path, models):
     s = tmp_path / "s.zarr"
     r = extract_json("--dataset", "demo", "--root", str(mini_corpus), "--store", str(s), "--extractors",
@@ -104,16 +105,10 @@ def test_r2plus1d_end_to_end_through_extract(mini_corpus, tmp_path, models):
 @pytest.fixture(scope="module")
 def w2v_models(tmp_path_factory):
     """A tiny wav2vec2 (transformers config, save_pretrained as safetensors) added as the user's own."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    from tests.tiny_models import add_wav2vec2
 
     d = tmp_path_factory.mktemp("w2v")
-    src = d / "tiny"
-    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
-                         conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
-    torch.manual_seed(0)
-    Wav2Vec2Model(cfg).save_pretrained(src, safe_serialization=True)
-    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(src)
-    cli("models", "add", "TEST_W2V", str(src), "--like", "WAV2VEC2_BASE", "--models", str(d / "m"), check=True)
+    add_wav2vec2(d, d / "m")
     return d / "m"
 
 
@@ -257,6 +252,7 @@ def test_trill_segments_and_reference(trill_models):
     np.testing.assert_allclose(f.values[0], (frames @ w).mean(0), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # ~30 s: TensorFlow and torch in one worker process
 def test_trill_and_a_torch_extractor_share_a_worker(mini_corpus, tmp_path, trill_models, w2v_models):
     for name in ("TEST_W2V",):
         shutil.copytree(w2v_models / name, trill_models / name, dirs_exist_ok=True)
@@ -316,26 +312,13 @@ def test_vggm_face_resnet18_spectrogram(image_models):
 
 @pytest.mark.slow  # ~30 s: the default suite keeps the extractors' unit tests; this runs in `make test-slow`
 def test_bert_on_iemocap_transcripts_and_videomae(tmp_path_factory, tmp_path):
-    from transformers import BertConfig, BertModel, BertTokenizerFast, VideoMAEConfig, VideoMAEModel
-
     from tests import corpus_fixtures as fx
+    from tests.tiny_models import add_bert, add_videomae
 
     d = tmp_path_factory.mktemp("bert")
-    src = d / "tiny"
-    src.mkdir()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "there", "number", ".", "0", "1", "2"]
-    (src / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(str(src / "vocab.txt")).save_pretrained(src)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(src, safe_serialization=True)
-    vsrc = d / "vmae"
-    VideoMAEModel(VideoMAEConfig(image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=16,
-                                 num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-                  ).save_pretrained(vsrc, safe_serialization=True)
     m = d / "m"
-    cli("models", "add", "TEST_BERT", str(src), "--like", "BERT_BASE_UNCASED", "--models", str(m), check=True)
-    cli("models", "add", "TEST_VMAE", str(vsrc), "--like", "VIDEOMAE_BASE", "--models", str(m), check=True)
+    add_bert(d, m)
+    add_videomae(d, m)
     root = fx.iemocap(tmp_path / "IEMOCAP")
     r = extract_json("--dataset", "iemocap", "--root", str(root), "--store", str(tmp_path / "s"), "--extractors",
                      "bert,videomae", "--set", "bert.weights=TEST_BERT", "--set", "videomae.weights=TEST_VMAE",

@@ -49,6 +49,7 @@ def test_store_reads_with_plain_zarr_and_pyarrow(store):
     assert one["length"].nunique() == 1 and len(one) == 3
 
 
+@pytest.mark.slow  # ~55 s: four extraction runs on one store
 def test_incremental_add_config_change_and_realign(mini_corpus, tmp_path):
     s = str(tmp_path / "inc.zarr")
     base = ["--dataset", "demo", "--root", str(mini_corpus), "--store", s, "--shard-size", "4", "--quiet"]
@@ -117,6 +118,7 @@ def test_bad_cluster_yaml_is_rejected_before_any_work(mini_corpus, tmp_path, tex
     assert proc.returncode == 2 and message in proc.stderr and not s.exists()
 
 
+@pytest.mark.slow  # ~35 s: every listing command as a subprocess
 def test_listing_commands(store):
     ext = cli("extractors", check=True).stdout
     assert "face_hog" in ext and "egemaps" in ext and "yes" in ext

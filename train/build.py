@@ -26,6 +26,18 @@ def _cfg(base, options: dict):  # noqa: ANN001, ANN202 - a frozen dataclass
     return dataclasses.replace(base, **options)
 
 
+def model_config(cfg: TrainConfig):  # noqa: ANN201 - the model's frozen config, or None (classical models)
+    """The model's configuration with ``cfg.options`` applied: unknown options fail here, before any work."""
+    o = cfg.options
+    bases = {"mult": {"base": BASE, "large": LARGE, "small": SMALL_MULT}.get(cfg.size, BASE), "tfn": TFNConfig(),
+             "ef_gru": EF_BASE, "lf_gru": LF_BASE, "gru_probe": PROBE, "jmt": JMTConfig(), "mater": MATERConfig()}
+    if cfg.model not in bases:
+        if o:
+            raise ValueError(f"{cfg.model} takes no model options, got {sorted(o)}")
+        return None
+    return _cfg(bases[cfg.model], o)
+
+
 def build(cfg: TrainConfig, dims: dict[str, int], n_out: int) -> nn.Module:
     a, v, o = dims.get("audio", 0), dims.get("visual", 0), cfg.options
     if cfg.model == "mult":

@@ -252,16 +252,24 @@ def _absent_classes(data: StoreData, train_clips: np.ndarray, cfg: TrainConfig) 
 def summarise(folds: dict) -> dict:
     """mean +- std over folds (and the repeats of low-resource subsets), per run variant, of the headline
     metrics; ``n`` counts the runs."""
-    keys = ("accuracy", "unweighted_accuracy", "macro_f1", "mean_ccc", "audio_accuracy", "visual_accuracy")
     out: dict = {}
     base = {v: v.split("_seed")[0] for f in folds.values() for v in f}
-    flat = {f: {name: {**r, **{f"{m}_accuracy": a for m, a in r.get("per_modality_accuracy", {}).items()}}
-                for name, r in runs.items()} for f, runs in folds.items()}  # MATER: each branch alone
+    flat = {f: {name: _flat(r) for name, r in runs.items()} for f, runs in folds.items()}
+    keys = ["accuracy", "unweighted_accuracy", "macro_f1", "mean_ccc"]
+    keys += sorted({k for f in flat.values() for r in f.values() for k in r if k.endswith(("_ccc", "_accuracy"))
+                    and isinstance(r[k], float | int) and k not in keys})
     for v in sorted(set(base.values())):
         for k in keys:
             vals = [r[k] for f in flat.values() for name, r in f.items() if base[name] == v and k in r]
             if vals:
                 out.setdefault(v, {})[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+    return out
+
+
+def _flat(r: dict) -> dict:
+    """Per-modality accuracies (MATER: each branch alone) and per-target CCCs (valence_ccc, ...) as keys."""
+    out = {**r, **{f"{m}_accuracy": a for m, a in r.get("per_modality_accuracy", {}).items()}}
+    out |= {f"{k}_ccc": v["ccc"] for k, v in r.items() if isinstance(v, dict) and "ccc" in v}
     return out
 
 
