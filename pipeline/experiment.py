@@ -39,8 +39,11 @@ def run_configs(preset: Preset, store: str, out: Path, pretrained: str | None = 
     configs = []
     for i, run in enumerate(preset.runs):
         fields = _merge({"view": preset.view}, _merge(preset.train, run.get("train") or {}))
-        if pretrained and fields.get("model", "mult") == "mult" and preset.pretrained_from:
-            fields.setdefault("pretrained", pretrained)
+        if fields.get("pretrained") == "auto":  # the run fine-tunes the preset's pretraining
+            if not pretrained:
+                raise ConfigError(f"preset {preset.name}, run {run['name']!r}: `pretrained: auto` needs "
+                                  "`pretrained_from` in the preset or --pretrained PATH")
+            fields["pretrained"] = pretrained
         configs.append((run["name"], train_config(fields, store=store, out=str(out / f"run{i:02d}"))))
     return configs
 

@@ -7,9 +7,10 @@ optimiser, schedule, epochs, batch size, protocol, metrics — so that one comma
 ``rate``, ``method``, ``min_confidence``, ``max_duration_gap``); ``pretrain`` (TrainConfig fields of a
 masked-frame pretraining run, optional); ``pretrained_from`` (the preset whose pretraining this one
 fine-tunes); ``train`` (TrainConfig fields shared by every run); ``runs`` (``name``, ``train``
-overrides, ``paper`` numbers by metric where the paper gives them); ``metrics`` (table columns);
-``claims`` (the paper's comparative claims, checked on our numbers); ``differs`` (what the preset
-cannot honour, printed with every result). ``extends: other_preset`` starts from another preset.
+overrides, where ``pretrained: auto`` fine-tunes the ``pretrained_from`` checkpoint, and ``paper``
+numbers by metric where the paper gives them); ``metrics`` (table columns); ``claims`` (the paper's
+comparative claims, checked on our numbers); ``differs`` (what the preset cannot honour, printed with
+every result). ``extends: other_preset`` starts from another preset.
 
 Command-line changes (``--set``, ``--override``, ``--substitute``) are applied here and each one is
 added to the "differs from the paper" list, so a table never hides how it was obtained."""
