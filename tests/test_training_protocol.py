@@ -115,3 +115,19 @@ def test_fine_tuning_loads_the_pretrained_weights_and_statistics(store, tmp_path
     trainer.train_one(own, data, clips[:20], clips[20:30], clips[30:], tmp_path / "own", str(ckpt), lambda *a: None)
     assert not torch.equal(torch.load(tmp_path / "own" / "best.pt", weights_only=True)["norm"]["audio.mean"],
                            saved["norm"]["audio.mean"])
+
+
+def test_low_resource_subsets_of_a_regression_target_are_n_percent_not_one_per_value(store, tmp_path):
+    """Stratifying on a continuous label made every distinct value a "class" kept at least once (here 4
+    values: 4 clips instead of 10 % of the 48 training clips)."""
+    import re
+
+    lines: list[str] = []
+    cfg = TrainConfig(store=str(store), out=str(tmp_path), model="tfn", task="regression", label="valence",
+                      low_resource=(10,), low_resource_seeds=1, epochs=1, batch_size=8, window=20)
+    trainer.run(cfg, log=lambda *a: lines.append(" ".join(map(str, a))))
+    data = trainer.load_data(cfg)
+    n_train = int((data.meta["split"] == "train").sum())
+    assert n_train == 48 and data.meta["valence"][data.meta["split"] == "train"].nunique() == 4
+    used = [int(m.group(1)) for line in lines for m in [re.search(r"train (\d+) clips", line)] if m]
+    assert used == [round(0.1 * n_train)], lines[:3]

@@ -66,7 +66,8 @@ def run(cfg: TrainConfig, log=print) -> dict:  # noqa: ANN001 - log: a print-lik
         for percent in cfg.low_resource:
             repeats = cfg.low_resource_seeds if percent < 100 else 1
             for rep in range(repeats):  # a new stratified subset per fold and repeat, and a new initialisation
-                train_idx = low_resource(data.meta, parts["train"], percent, cfg.label, [cfg.seed, k, rep])
+                train_idx = low_resource(data.meta, parts["train"], percent,
+                                         cfg.label if cfg.task == "classification" else None, [cfg.seed, k, rep])
                 absent = _absent_classes(data, train_idx, cfg)
                 if absent:
                     missing[f"{fold}, {percent} % labels"] = absent
