@@ -108,6 +108,10 @@ def check(preset: Preset) -> None:
             registry.create(ext, opts or {})
         except (KeyError, ValueError, TypeError) as exc:
             raise ConfigError(f"preset {preset.name}: extractor {ext}: {exc}") from None
+    from pipeline.manifest import dataset_names
+
+    if preset.dataset not in dataset_names():
+        raise ConfigError(f"preset {preset.name}: unknown dataset {preset.dataset!r}; known: {dataset_names()}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for run in [{"name": "pretrain", "train": preset.pretrain}] * bool(preset.pretrain) + preset.runs:
         cfg = _merge(preset.train, run.get("train") or {}) if run["name"] != "pretrain" else run["train"]
