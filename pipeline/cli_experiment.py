@@ -68,12 +68,16 @@ def run(
     from pipeline import preset
     from pipeline.errors import ConfigError
     from pipeline.experiment import run_experiment, table
+    from pipeline.stop import RunStopped
 
     try:
         p = preset.customise(preset.load(name), set_, override, substitute)
         result = run_experiment(p, str(root), out, store, str(models) if models else None,
                                 str(cluster) if cluster else None, limit, pretrained, quiet, log=console.print)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    except RunStopped as exc:  # Ctrl-C / SIGTERM during extraction: the same command resumes
+        console.print(f"[yellow]stopped:[/yellow] {exc}; run the same command again to resume", highlight=False)
+        raise typer.Exit(exc.code) from None
     console.print(escape(table(p, result)), highlight=False)

@@ -73,7 +73,8 @@ def run_experiment(preset: Preset, root: str, out: Path, store: str | None = Non
     report = extract(extract_config(preset, root, store, models_dir, cluster_file, limit, quiet),
                      Console(stderr=True, quiet=quiet))
     if report.task_errors:
-        raise RuntimeError(f"extraction failed: {report.task_errors[:3]}")
+        raise ConfigError(f"preset {preset.name}: extraction tasks failed ({report.task_errors[0]}); "
+                          "`pipeline status` lists them, and the same command retries only what is missing")
     result: dict[str, Any] = {"preset": preset.name, "title": preset.title, "paper": preset.paper,
                               "store": store, "extract": {"clips": report.clips, "counts": report.counts,
                                                           "failures": report.failures[:20]},

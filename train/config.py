@@ -108,6 +108,12 @@ def load(path: str | None, **overrides: Any) -> TrainConfig:
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    return from_dict(raw)
+
+
+def from_dict(raw: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from a mapping (YAML, a preset's run): unknown fields named, lists made tuples."""
+    raw = dict(raw)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
