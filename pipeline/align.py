@@ -21,6 +21,7 @@ import numpy as np
 from scipy import sparse
 
 from extractors.base import Features
+from pipeline.clip_buffer import Spilled, block_rows, blocks, take
 
 _EPS = 1e-9
 
@@ -77,8 +78,8 @@ def exclusion_reason(audio_duration: float, video_duration: float, cfg: AlignCon
     return None
 
 
-def align(feat: Features, duration: float, cfg: AlignConfig) -> Features:
-    """Average the valid native frames inside each target window."""
+def align(feat: Features | Spilled, duration: float, cfg: AlignConfig) -> Features:
+    """Average the valid native frames inside each target window (values in memory or spilled)."""
     r = cfg.rate
     n_windows = aligned_length(duration, r)
     dim = feat.values.shape[1]
@@ -94,19 +95,24 @@ def align(feat: Features, duration: float, cfg: AlignConfig) -> Features:
     rows = np.repeat(k0, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
     cols = np.repeat(frames, counts)
     keep = (rows >= 0) & (rows < n_windows)
-    w = sparse.csr_matrix(
+    w = sparse.csc_matrix(
         (np.ones(int(keep.sum()), np.float64), (rows[keep], cols[keep])), shape=(n_windows, len(feat.values))
     )
-    sums = w @ feat.values.astype(np.float64)
     n = np.asarray(w.sum(axis=1)).reshape(-1)
     values = np.zeros((n_windows, dim), np.float32)
+    # frame blocks, each summed in float64 over the windows it touches: no float64 copy of a long clip
+    for lo, block in blocks(feat.values, block_rows(dim)):
+        sub = w[:, lo:lo + len(block)]
+        if sub.nnz:
+            k0, k1 = int(sub.indices.min()), int(sub.indices.max()) + 1
+            values[k0:k1] += (sub[k0:k1] @ block.astype(np.float64)).astype(np.float32)
     ok = n > 0
-    values[ok] = (sums[ok] / n[ok, None]).astype(np.float32)
+    values[ok] /= n[ok, None].astype(np.float32)
     start = np.arange(n_windows) / r
     return Features(values, start, start + 1 / r, ok)
 
 
-def _subsample(feat: Features, frames: np.ndarray, n_windows: int, r: float) -> Features:
+def _subsample(feat: Features | Spilled, frames: np.ndarray, n_windows: int, r: float) -> Features:
     frames = frames[np.argsort(feat.start[frames], kind="stable")]
     vs, ve = feat.start[frames], feat.end[frames]
     t = np.arange(n_windows) / r
@@ -117,5 +123,5 @@ def _subsample(feat: Features, frames: np.ndarray, n_windows: int, r: float) -> 
     pick = np.where(cover, i, np.where(inside, j, -1))
     ok = pick >= 0
     values = np.zeros((n_windows, feat.values.shape[1]), np.float32)
-    values[ok] = feat.values[frames[pick[ok]]]
+    values[ok] = take(feat.values, frames[pick[ok]])
     return Features(values, t, t + 1 / r, ok)

@@ -11,6 +11,7 @@ file is reached by seeking, not by decoding from the beginning.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,10 +49,12 @@ class MediaInfo:
     duration: float
     width: int = 0
     height: int = 0
+    video_duration: float = math.nan  # the video stream's own, from its header where it has one
 
     @property
     def frames(self) -> int:
-        return int(round(self.fps * self.duration)) if self.has_video else 0
+        d = self.video_duration if math.isfinite(self.video_duration) and self.video_duration > 0 else self.duration
+        return int(round(self.fps * d)) if self.has_video else 0
 
 
 def _check_file(path: str, stage: str) -> None:
@@ -89,6 +92,8 @@ def probe(path: str) -> MediaInfo:
             duration=duration,
             width=v.codec_context.width if v is not None else 0,
             height=v.codec_context.height if v is not None else 0,
+            video_duration=float(v.duration * v.time_base) if v is not None and v.duration and v.time_base
+            else math.nan,
         )
 
 

@@ -1,7 +1,8 @@
 """Collects finished results of a task and commits them: arrays first (a part), then index rows.
 
 Native results are aligned as they are committed, so the aligned view needs no second pass. Parts
-are flushed when they reach a memory budget, so memory does not grow with the size of the shard.
+are flushed when they reach a memory budget, so memory does not grow with the size of the shard; a
+long clip's spilled result (pipeline/clip_buffer.py) becomes its own part at once, streamed from disk.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from extractors.base import Features
 from pipeline import __version__, cache_key
 from pipeline.align import AlignConfig, align, clip_duration, exclusion_reason
+from pipeline.clip_buffer import Spilled
 from stores import index
 from stores.feature_store import FeatureStore
 
@@ -31,7 +33,7 @@ class ClipMeta:
 
 @dataclass
 class Pending:
-    ok: list[tuple[str, Features, str, float]] = field(default_factory=list)  # clip, feats, key, seconds
+    ok: list[tuple[str, Features | Spilled, str, float]] = field(default_factory=list)  # clip, feats, key, secs
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # clip, key, reason
     excluded: list[tuple[str, str, str]] = field(default_factory=list)
     nbytes: int = 0
@@ -56,12 +58,18 @@ class PartWriter:
         self.counts = {"ok": 0, "failed": 0, "excluded": 0}
 
     # -- results -------------------------------------------------------------------------------
-    def add_native(self, clip: str, ext: str, feats: Features, key: str, seconds: float) -> None:
+    def add_native(self, clip: str, ext: str, feats: Features | Spilled, key: str, seconds: float) -> None:
+        self.counts["ok"] += 1
+        self.add_aligned(clip, ext, feats, key)
+        if isinstance(feats, Spilled):  # a long clip: its own part now, streamed from the spill file
+            try:
+                self._commit("native", "", ext, Pending(ok=[(clip, feats, key, seconds)]))
+            finally:
+                feats.values.close()
+            return
         p = self.native.setdefault(ext, Pending())
         p.ok.append((clip, feats, key, seconds))
         p.nbytes += feats.values.nbytes
-        self.counts["ok"] += 1
-        self.add_aligned(clip, ext, feats, key)
         if p.nbytes >= self.flush_bytes:
             self.flush()
 
@@ -69,7 +77,7 @@ class PartWriter:
         self.native.setdefault(ext, Pending()).failed.append((clip, key, reason))
         self.counts["failed"] += 1
 
-    def add_aligned(self, clip: str, ext: str, native: Features, native_key: str) -> None:
+    def add_aligned(self, clip: str, ext: str, native: Features | Spilled, native_key: str) -> None:
         m = self.meta[clip]
         akey = cache_key.aligned_key(native_key, self.align_dict)
         p = self.aligned.setdefault(ext, Pending())

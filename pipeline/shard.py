@@ -11,8 +11,6 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from extractors import registry, weights
 from extractors.base import (
     AnnotationSegment,
@@ -25,6 +23,7 @@ from extractors.base import (
 )
 from pipeline.align import AlignConfig
 from pipeline.batcher import Batcher
+from pipeline.clip_buffer import ClipBuffer, Spilled
 from pipeline.decode import ClipDecoder, ClipSource, MediaInfo, probe
 from pipeline.errors import ClipError, describe_exception
 from pipeline.face import FaceConfig, FaceStage
@@ -104,11 +103,13 @@ class _ShardRunner:
         for e in self.exts.values():
             e.ensure_setup(task.device)
         self.writer = PartWriter(self.store, task.run_id, task.descriptions, task.align, task.dtype)
-        self.partial: dict[tuple[str, str], list[Features]] = {}
+        self.partial: dict[tuple[str, str], ClipBuffer] = {}
         self.dead: set[tuple[str, str]] = set()
         self.keys: dict[tuple[str, str], str] = {}
         self.secs: dict[tuple[str, str], float] = {}
-        self.ready: list[tuple[str, str, Features]] = []  # finished results waiting for their clip's facts
+        self.ready: list[tuple[str, str, Features | Spilled]] = []  # finished results waiting for their clip's facts
+        self.expect: dict[str, list[str]] = {}  # clip -> extractors to run on it (results held until all are done)
+        self.video_decoded: set[str] = set()
         self.batchers = {n: self._batcher(n, e) for n, e in self.exts.items()}
         self.result = ShardResult(task.shard, len(task.clips), self.writer.counts, {}, {})
         self.progress = Reporter(task.shard)
@@ -132,6 +133,8 @@ class _ShardRunner:
     # -- per clip ------------------------------------------------------------------------------
     def run_clip(self, work: ClipWork) -> None:
         clip = work.source.clip_id
+        if work.native:
+            self.expect[clip] = list(work.native)
         for name in work.native:
             self.keys[(clip, name)] = work.keys[name]
         if work.native:
@@ -188,7 +191,8 @@ class _ShardRunner:
         for name in tools:
             self._ensure_meta(work, info)
             src = work.source
-            frames = int(round(info.fps * ((src.end or info.duration) - (src.start or 0.0))))
+            frames = (info.frames if src.start is None and src.end is None
+                      else int(round(info.fps * ((src.end or info.duration) - (src.start or 0.0)))))
             self.batchers[name].add(MediaSegment(src.clip_id, src.media_path, src.start, src.end, info.fps, frames))
             self._drain()
 
@@ -199,6 +203,8 @@ class _ShardRunner:
         multiple = math.lcm(*[self.exts[n].window_multiple for n in video]) if video else 1
         window = multiple * max(1, -(-self.task.window_frames // multiple))
         decoder = ClipDecoder(src, bool(video), bool(audio), window, self.task.max_side)
+        if video:
+            self.video_decoded.add(clip)
         crops = {n: self.exts[n].face_crop for n in video if self.exts[n].input == "faces"}
         stage = FaceStage(replace(self.task.face, device=self.task.device), crops.values(),
                           src.subject) if crops else None
@@ -271,6 +277,9 @@ class _ShardRunner:
 
     @staticmethod
     def _stream_duration(info: MediaInfo, kind: str, declared: float) -> float:
+        """A stream not decoded here: its header's duration for a whole-file video, else the clip's."""
+        if kind == "video" and info.has_video and math.isfinite(info.video_duration) and declared == info.duration:
+            return info.video_duration
         has = info.has_audio if kind == "audio" else info.has_video
         return declared if has else math.nan
 
@@ -284,38 +293,52 @@ class _ShardRunner:
         key = (clip, name)
         if key in self.dead:
             return
-        self.partial.setdefault(key, []).append(out)
+        buf = self.partial.setdefault(key, ClipBuffer(self.exts[name].dim))
+        buf.add(out)
         self.secs[key] = self.secs.get(key, 0.0) + dt
         if isinstance(item, VideoSegment) and not item.last:
             return
-        parts = self.partial.pop(key)
-        feats = Features.concat(parts, self.exts[name].dim)
-        if not np.isfinite(feats.values).all():
+        self.partial.pop(key)
+        if not buf.finite:
+            buf.close()
             self._fail(clip, name, f"extract {name}: produced non-finite values")
             return
-        self.ready.append((clip, name, feats))
+        self.ready.append((clip, name, buf.finish()))
         self._drain()
 
     def _drain(self) -> None:
-        """Hand finished results to the writer once their clip is fully decoded (durations known)."""
-        waiting = []
+        """Hand finished results to the writer once their clip is fully decoded (durations known) and every
+        extractor of the clip is done: a video tool's frames (OpenFace) then give the video's duration
+        where the video was not decoded here, so the audio/video gap is judged on feature frames."""
+        waiting, done = [], {(c, n) for c, n, _ in self.ready} | self.dead
         for clip, name, feats in self.ready:
             if (clip, name) in self.dead:
                 continue
-            if clip not in self.writer.meta:
+            if clip not in self.writer.meta or not all((clip, n) in done for n in self.expect.get(clip, ())):
                 waiting.append((clip, name, feats))
                 continue
+            self._video_from_frames(clip)
             secs = self.secs.pop((clip, name), 0.0)
             self.writer.add_native(clip, name, feats, self.keys[(clip, name)], secs)
             self._stage(name, secs, self.writer.meta[clip].duration)
         self.ready = waiting
+
+    def _video_from_frames(self, clip: str) -> None:
+        if self.expect.pop(clip, None) is None or clip in self.video_decoded:
+            return
+        ends = [float(f.end[-1]) for c, n, f in self.ready
+                if c == clip and self.exts[n].input == "media" and len(f) and (c, n) not in self.dead]
+        if ends and math.isfinite(max(ends)):
+            self.writer.meta[clip].video_duration = max(ends)
 
     def _fail(self, clip: str, name: str, reason: str) -> None:
         key = (clip, name)
         if key in self.dead:
             return
         self.dead.add(key)
-        self.partial.pop(key, None)
+        buf = self.partial.pop(key, None)
+        if buf is not None:
+            buf.close()
         self.writer.add_failed(clip, name, self.keys.get(key, ""), reason)
         self.result.failures.append(f"{clip}: {reason}")
 

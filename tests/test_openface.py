@@ -79,6 +79,28 @@ def test_openface_wrapper_end_to_end(tmp_path, standin):
     assert not store.read(aligned.loc["noface"]).mask.any()
 
 
+def test_audio_video_gap_is_judged_on_openface_frames_when_video_is_not_decoded(tmp_path, standin):
+    """Audio 3 s, video 1.2 s: the container says 3 s for both, OpenFace's frames say 1.2 s of video."""
+    synth.write_clip(tmp_path / "short_video.mp4", synth.animate_face(synth.face_image(96), 30, 25, 0, 1, 1, 1, 0),
+                     25, synth.voice(3.0, 150, 4, 0.5, 0))
+    synth.write_clip(tmp_path / "even.mp4", synth.animate_face(synth.face_image(96), 75, 25, 0, 1, 1, 1, 0),
+                     25, synth.voice(3.0, 150, 4, 0.5, 0))
+    pd.DataFrame({"media_path": ["short_video.mp4", "even.mp4"]}).to_csv(tmp_path / "l.csv", index=False)
+    os.environ["OPENFACE_BIN"] = str(standin)
+    try:
+        proc = cli("extract", "--dataset", "csv", "--root", str(tmp_path / "l.csv"), "--store", str(tmp_path / "s"),
+                   "--extractors", "logmel,openface", "--quiet")
+    finally:
+        del os.environ["OPENFACE_BIN"]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    live = FeatureStore(str(tmp_path / "s")).index()
+    aligned = live[live.stage == "aligned"]
+    short = aligned[aligned.clip_id == "short_video"]
+    assert set(short.status) == {"excluded"} and len(short) == 2, short[["extractor", "status", "reason"]]
+    assert "video 1.20s" in short.reason.iloc[0]
+    assert set(aligned[aligned.clip_id == "even"].status) == {"ok"}
+
+
 def test_version_from_the_build_tree(tmp_path):
     from extractors.openface import version_of
 

@@ -49,6 +49,19 @@ class Batch:
     index: torch.Tensor  # sample indices
 
 
+def _why_missing(live: pd.DataFrame, store: str, view: str, missing: list[str]) -> str:
+    """An extractor that ran and failed on every clip needs its reason, not advice to run it again."""
+    done = set(live.loc[live["status"] == "ok", "extractor"])
+    failed = live[live["extractor"].isin(set(missing) - done) & (live["status"] == "failed")]
+    if len(failed):
+        e = str(failed["extractor"].iloc[0])
+        rows = failed[failed["extractor"] == e]
+        return (f"{e} failed on all {rows['clip_id'].nunique()} clip(s) of store {store} (first: "
+                f"{rows['clip_id'].iloc[0]}: {rows['reason'].iloc[0]}); `pipeline status {store}` lists them")
+    return (f"store {store} has no aligned {view} features for {missing}; "
+            f"run `pipeline extract ... --extractors {','.join(missing)} --rate {view[:-2]}`")
+
+
 class StoreData:
     """Samples of the clips that have every requested extractor in the aligned view."""
 
@@ -64,8 +77,7 @@ class StoreData:
         exts = list(modalities.values()) + ([frame_targets] if frame_targets else [])
         missing = [e for e in exts if e not in set(ok["extractor"])]
         if missing:
-            raise ValueError(f"store {store} has no aligned {view} features for {missing}; "
-                             f"run `pipeline extract ... --extractors {','.join(missing)} --rate {view[:-2]}`")
+            raise ValueError(_why_missing(live, store, view, missing))
         rows = {e: ok[ok["extractor"] == e].set_index("clip_id") for e in exts}
         clips = sorted(set.intersection(*[set(r.index) for r in rows.values()]))
         manifest = self.store.manifest().set_index("clip_id")
