@@ -45,7 +45,7 @@ class LinearSpectrogram(Extractor):
             win, hop = round(seg.sample_rate * c.win_ms / 1000), round(seg.sample_rate * c.hop_ms / 1000)
             if c.n_fft < win:
                 raise ValueError(f"linear_spectrogram: n_fft {c.n_fft} is shorter than the {win}-sample window")
-            values = np.log(stft.magnitude(seg.samples, win, hop, c.n_fft) ** c.power + c.log_offset)
+            values = np.log(stft.magnitude(seg.samples, win, hop, c.n_fft, c.power) + c.log_offset)
             start, end = stft.frame_times(len(values), win, hop, seg.sample_rate, seg.t0)
             out.append(Features(values, start, end))
         return out

@@ -46,8 +46,7 @@ class LogMel(Extractor):
         c = self.config
         win, hop = round(seg.sample_rate * c.win_ms / 1000), round(seg.sample_rate * c.hop_ms / 1000)
         n_fft = 1 << (win - 1).bit_length()
-        spec = stft.magnitude(seg.samples, win, hop, n_fft) ** c.power
         fb = stft.mel_filterbank(seg.sample_rate, n_fft, c.n_mels, c.fmin, c.fmax)
-        values = np.log(spec @ fb + c.log_offset)
+        values = np.log(stft.magnitude(seg.samples, win, hop, n_fft, c.power, fb) + c.log_offset)
         start, end = stft.frame_times(len(values), win, hop, seg.sample_rate, seg.t0)
         return Features(values, start, end)

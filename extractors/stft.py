@@ -27,10 +27,21 @@ def periodic_hann(win: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)).astype(np.float32)
 
 
-def magnitude(samples: np.ndarray, win: int, hop: int, n_fft: int) -> np.ndarray:
-    """|STFT| as [T, n_fft//2 + 1], periodic Hann window."""
-    f = frames(samples, win, hop) * periodic_hann(win)
-    return np.abs(np.fft.rfft(f, n=n_fft, axis=1)).astype(np.float32)
+def magnitude(samples: np.ndarray, win: int, hop: int, n_fft: int, power: float = 1.0,
+              project: np.ndarray | None = None, block: int = 4096) -> np.ndarray:
+    """|STFT| ** power as [T, n_fft//2 + 1] (periodic Hann window), then ``@ project`` if given.
+
+    Computed ``block`` frames at a time: the complex spectrum of a 10-minute clip is never held whole
+    (it took a worker ~500 MB), and every row is the same as computed at once."""
+    f = frames(samples, win, hop)
+    hann = periodic_hann(win)
+    out = np.empty((len(f), n_fft // 2 + 1 if project is None else project.shape[1]), np.float32)
+    for lo in range(0, len(f), block):
+        mag = np.abs(np.fft.rfft(f[lo:lo + block] * hann, n=n_fft, axis=1)).astype(np.float32)
+        if power != 1.0:
+            mag **= power
+        out[lo:lo + block] = mag if project is None else mag @ project
+    return out
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:

@@ -122,6 +122,7 @@ class ClipDecoder:
         self._chunks: list[np.ndarray] = []
         self._audio_first: float | None = None
         self._audio_rate: int | None = None  # the stream's own sample rate
+        self._resampler: _Resampler | None = None
 
     # -- public ------------------------------------------------------------------------------
     def windows(self) -> Iterator[VideoSegment]:
@@ -226,17 +227,24 @@ class ClipDecoder:
             if self._audio_first is None:
                 self._audio_first = t if t is not None else 0.0
             rate = int(f.sample_rate)
-            if self._audio_rate is not None and rate != self._audio_rate:  # a mid-stream rate change
-                self._chunks = [_resample(np.concatenate(self._chunks), self._audio_rate, rate)]
+            if rate != self._audio_rate:  # the first frame, or a mid-stream rate change: a new stream
+                self._flush_resampler()
+                self._resampler = _Resampler(rate, SAMPLE_RATE)
             self._audio_rate = rate
-            self._chunks.append(f.to_ndarray().mean(0, dtype=np.float32))  # [channels, n] -> channel mean
+            x = f.to_ndarray().mean(0, dtype=np.float32)  # [channels, n] -> channel mean
+            self._chunks.append(self._resampler.add(x))  # 16 kHz as it arrives: a long clip is not held twice
+
+    def _flush_resampler(self) -> None:
+        if self._resampler is not None:
+            self._chunks.append(self._resampler.add(np.zeros(0, np.float32), last=True))
+            self._resampler = None
 
     def _finish_audio(self) -> None:
+        self._flush_resampler()
         x = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
         self._chunks = []
         if len(x) == 0:
             raise ClipError("decode", "the audio stream has no decodable samples", "re-encode or replace the file")
-        x = _resample(x, self._audio_rate or SAMPLE_RATE, SAMPLE_RATE)
         lead = round((self._audio_first or 0.0) * SAMPLE_RATE)
         x = np.pad(x, (lead, 0)) if lead > 0 else x[-lead:]
         if self.end is not None:
@@ -245,10 +253,19 @@ class ClipDecoder:
         self.audio_duration = len(x) / SAMPLE_RATE
 
 
-def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """soxr's high-quality resampler (AUDIO_FRONTEND), on the whole signal."""
-    if rate == target or len(x) == 0:
-        return x.astype(np.float32, copy=False)
-    import soxr
+class _Resampler:
+    """soxr's high-quality resampler (AUDIO_FRONTEND) fed frame by frame: the same samples as
+    ``soxr.resample`` on the whole signal, without holding the signal at its own rate."""
 
-    return soxr.resample(x.astype(np.float32, copy=False), rate, target, quality="HQ").astype(np.float32, copy=False)
+    def __init__(self, rate: int, target: int) -> None:
+        self.stream = None
+        if rate != target:
+            import soxr
+
+            self.stream = soxr.ResampleStream(rate, target, 1, dtype="float32", quality="HQ")
+
+    def add(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.stream is None:
+            return x.astype(np.float32, copy=False)
+        return self.stream.resample_chunk(np.ascontiguousarray(x, np.float32), last=last).astype(np.float32,
+                                                                                                 copy=False)
