@@ -105,7 +105,8 @@ def _cheap(name: str) -> list[str]:
 @pytest.mark.slow  # ~6 min: nine presets, each extracting and training on its own test tree
 def test_every_other_preset_runs_end_to_end_on_its_test_tree(tmp_path):
     trees = {"voxceleb2": fx.voxceleb2(tmp_path / "VoxCeleb2"), "crema-d": fx.crema_d(tmp_path / "CREMA-D"),
-             "msp-improv": fx.msp_improv(tmp_path / "MSP-IMPROV", video=True), "aff-wild2": fx.affwild2(tmp_path / "Aff-Wild2"),
+             "msp-improv": fx.msp_improv(tmp_path / "MSP-IMPROV", video=True),
+             "aff-wild2": fx.affwild2(tmp_path / "Aff-Wild2"),
              "ravdess": fx.ravdess(tmp_path / "RAVDESS")}
     exps = tmp_path / "experiments"
     for name in sorted(EXPECTED - {"babaali_iemocap"}, key=lambda n: n != "tran_pretrain_voxceleb2"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+
 from extractors import registry
 from extractors.base import Features
 from pipeline import clip_buffer, synth
