@@ -3,7 +3,8 @@ process with torch, triton or openSMILE (in one process they crash it).
 
 Protocol on stdin/stdout, little-endian: request = int64 n + n float32 samples; response = int64 rows,
 int64 cols + rows x cols float32. The server answers ``ready`` on stdout once the model is loaded.
-Run by extractors/trill.py as ``python -m extractors.tf_server MODEL_DIR LAYER SEGMENT_SAMPLES``.
+Run by extractors/trill.py as ``python -m extractors.tf_server MODEL_DIR LAYER SEGMENT_SAMPLES``; a
+SEGMENT_SAMPLES of 0 passes each request whole (one vector per clip).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ def serve(model_dir: str, layer: str, step: int) -> None:
             return
         (n,) = struct.unpack("<q", head)
         x = np.frombuffer(inp.read(4 * n), dtype="<f4")
-        vecs = []
-        for s in range(0, max(1, n), step):
-            emb = module(samples=tf.constant(x[s : s + step], dtype=tf.float32), sample_rate=16000)[layer].numpy()
+        vecs, size = [], step if step > 0 else max(1, n)
+        for s in range(0, max(1, n), size):
+            emb = module(samples=tf.constant(x[s : s + size], dtype=tf.float32), sample_rate=16000)[layer].numpy()
             vecs.append(emb.reshape(-1, emb.shape[-1]).mean(axis=0))
         arr = np.ascontiguousarray(np.stack(vecs), dtype="<f4")
         out.write(struct.pack("<qq", *arr.shape) + arr.tobytes())

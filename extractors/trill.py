@@ -3,7 +3,9 @@
 As Tran & Soleymani: 16 kHz audio cut into consecutive non-overlapping 3,200-sample (200 ms) segments (the
 last may be shorter), each passed to the module as ``module(samples=..., sample_rate=16000)`` and its
 output averaged over the module's time axis -> 5 Hz. ``trill``: ``embedding`` (512-d) or ``layer19``
-(12,288-d); ``trill_distilled``: ``embedding`` (2,048-d). TensorFlow is an optional extra
+(12,288-d); ``trill_distilled``: ``embedding`` (2,048-d). ``trill_clip``: the whole clip passed to the module
+at once and its output averaged -> one vector per clip (Tran & Soleymani's TFN baseline; a store can hold it
+beside the 5 Hz ``trill`` stream MulT reads). TensorFlow is an optional extra
 (``pip install affect-pipeline[tf]``). The module runs in its own process (extractors/tf_server.py):
 TensorFlow in the same process as torch/triton or openSMILE crashes it, so a worker may run TRILL next to
 any other extractor.
@@ -47,6 +49,13 @@ class TrillConfig:
 
 
 @dataclass(frozen=True)
+class TrillClipConfig:
+    weights: str = TRILL.name
+    layer: str = "embedding"
+    pooled: bool = True  # the whole clip in one call: one vector per clip
+
+
+@dataclass(frozen=True)
 class TrillDistilledConfig:
     weights: str = TRILL_DISTILLED.name
     layer: str = "embedding"
@@ -85,10 +94,19 @@ class Trill(Extractor):
 
     @property
     def rate(self) -> float:
-        return 1.0 / self.config.segment_s
+        return 1.0 / self._segment_s
+
+    @property
+    def _segment_s(self) -> float:
+        return getattr(self.config, "segment_s", 0.2)
+
+    @property
+    def _step(self) -> int:
+        """Samples per call to the module; 0 = the whole clip (``pooled``)."""
+        return 0 if getattr(self.config, "pooled", False) else round(self._segment_s * 16000)
 
     def setup(self, device: str = "cpu") -> None:
-        step = round(self.config.segment_s * 16000)
+        step = self._step
         self.module = subprocess.Popen(
             [sys.executable, "-m", "extractors.tf_server", str(self.weights_path()), self.config.layer, str(step)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -101,7 +119,6 @@ class Trill(Extractor):
 
     def compute(self, batch: Sequence[AudioSegment]) -> list[Features]:
         self.ensure_setup()
-        step = round(self.config.segment_s * 16000)
         out = []
         for seg in batch:
             x = np.ascontiguousarray(seg.samples, dtype="<f4")
@@ -113,10 +130,17 @@ class Trill(Extractor):
                     raise RuntimeError(f"{self.name}: the TensorFlow process died")
                 rows, cols = struct.unpack("<qq", head)
                 vecs = np.frombuffer(self.module.stdout.read(4 * rows * cols), dtype="<f4").reshape(rows, cols)
+            step = self._step or max(1, len(x))
             starts = np.arange(0, max(1, len(x)), step)
             ends = np.minimum(starts + step, max(len(x), 1)) / 16000
             out.append(Features(vecs.astype(np.float32), seg.t0 + starts / 16000, seg.t0 + ends))
         return out
+
+
+@register_extractor
+class TrillClip(Trill):
+    name = "trill_clip"
+    Config = TrillClipConfig
 
 
 @register_extractor

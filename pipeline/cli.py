@@ -292,12 +292,12 @@ def demo(
     train: bool = typer.Option(True, help="then pretrain, fine-tune and compare models on the store"),
 ) -> None:
     """Generate the synthetic corpus, extract every offline extractor, then train the papers' models on it."""
-    from pipeline.datasets.demo import generate
+    from pipeline.datasets.demo import DEMO, generate
     from pipeline.graph import extract as run_extract
 
     corpus, store = out_dir / "corpus", out_dir / "store.zarr"
     err.print(f"generating the demo corpus in {corpus} (seed {seed}) ...")
-    generate(corpus, seed=seed)
+    generate(corpus, seed=seed, **DEMO)
     cfg = ExtractConfig(dataset="demo", root=str(corpus), store=str(store),
                         extractors={n: {} for n in DEFAULT_EXTRACTORS},
                         cluster_file=str(cluster) if cluster else None)
@@ -305,10 +305,9 @@ def demo(
     _print_report(report)
     status(str(store), 0.5)
     if train:
-        from train.demo import demo_training, table
+        from train.demo import demo_training
 
-        rows = demo_training(str(store), out_dir / "runs", log=err.print)
-        md = table(rows)
+        md = demo_training(str(store), out_dir / "runs", log=err.print)
         (out_dir / "results.md").write_text(md + "\n")
         out.print("\n" + md)
     out.print(f"\nThe store is at [bold]{store}[/bold]. Next:\n"

@@ -68,12 +68,17 @@ def run(
     from pipeline import preset
     from pipeline.errors import ConfigError
     from pipeline.experiment import run_experiment, table
-    from pipeline.stop import RunStopped
+    from pipeline.stop import RunStopped, TrainingSignals
 
     try:
         p = preset.customise(preset.load(name), set_, override, substitute)
-        result = run_experiment(p, str(root), out, store, str(models) if models else None,
-                                str(cluster) if cluster else None, limit, pretrained, quiet, log=console.print)
+        with (signals := TrainingSignals()):  # extraction installs its own two-step handlers inside
+            result = run_experiment(p, str(root), out, store, str(models) if models else None,
+                                    str(cluster) if cluster else None, limit, pretrained, quiet, log=console.print)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM while training: every finished epoch is checkpointed
+        console.print("[yellow]stopped[/yellow] while training; finished runs and epochs are kept: run the same "
+                      "command again to resume", highlight=False)
+        raise typer.Exit(signals.exit_code()) from None
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None

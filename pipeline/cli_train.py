@@ -60,13 +60,15 @@ def pretrain(
     lr: float | None = _opt("lr", "peak learning rate (Adam; linear warm-up, then linear decay)"),
     seed: int | None = _opt("seed", "random seed (weights, masking, order)"),
     window: int | None = _opt("window", "frames per window (50 = 10 s at 5 Hz)"),
+    select: str | None = _opt("select", "only clips whose manifest COLUMN=VALUE (e.g. split=pool)"),
     device: str | None = _opt("device", "auto | cpu | cuda"),
 ) -> None:
     """Masked-frame pretraining of MulT on a store (no labels needed)."""
     from train.pretrain import pretrain as run
 
     cfg = _config(config, store=store, out=str(out), audio=audio, visual=visual, view=view, size=size,
-                  epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, window=window, device=device, label=None)
+                  epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, window=window, device=device, label=None,
+                  select=select)
     path = run(cfg, log=console.print)
     console.print(f"pretrained weights: {path}\nfine-tune: pipeline train --store STORE --pretrained {path}")
 
@@ -90,6 +92,7 @@ def train(
     text: str | None = _opt("text", "text extractor (e.g. bert): a third modality for the classical models and "
                             "gru_probe"),
     only: str | None = _opt("only", "one modality (audio | visual | text) for gru_probe and the classical models"),
+    select: str | None = _opt("select", "only clips whose manifest COLUMN=VALUE (e.g. split=pool)"),
     low_resource: str | None = _opt("low_resource", "comma-separated % of the training labels, e.g. 10,100"),
     low_resource_seeds: int | None = _opt("low_resource_seeds", "repeats of each N % < 100 subset: new stratified "
                                           "subset and initialisation each; the summary is mean ± sd over them"),
@@ -108,19 +111,26 @@ def train(
     stop_after: int | None = typer.Option(None, help="stop after N epochs (run again to resume)"),
 ) -> None:
     """Train and evaluate a model under a protocol; writes metrics.json, checkpoints and plots."""
+    from pipeline.stop import TrainingSignals
     from train.report import summary_table
     from train.trainer import run
 
     lr_pcts = tuple(int(x) for x in low_resource.split(",")) if low_resource else None
     cfg = _config(config, store=store, out=str(out), model=model, audio=audio, visual=visual, text=text,
                   view=view, window=window, label=label, task=task, frame_targets=frame_targets, protocol=protocol,
-                  only=only, validation=validation, validation_group=validation_group, optimizer=optimizer,
-                  schedule=schedule, low_resource=lr_pcts, low_resource_seeds=low_resource_seeds, pretrained=pretrained,
+                  only=only, select=select, validation=validation, validation_group=validation_group,
+                  optimizer=optimizer, schedule=schedule, low_resource=lr_pcts, low_resource_seeds=low_resource_seeds,
+                  pretrained=pretrained,
                   compare_scratch=compare_scratch or None, size=size,
                   fusion=fusion, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                   options=_parse_options(opt) or None, stop_after=stop_after)
     try:
-        results = run(cfg, log=console.print)
+        with (signals := TrainingSignals()):
+            results = run(cfg, log=console.print)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]stopped[/yellow]; every finished epoch is checkpointed: run the same command "
+                      f"again to resume ({out})", highlight=False)
+        raise typer.Exit(signals.exit_code()) from None
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -78,7 +78,8 @@ def block_rows(dim: int, itemsize: int = 8) -> int:
 def blocks(values: np.ndarray | SpilledValues, rows: int) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, rows) blocks of in-memory or spilled values."""
     for lo in range(0, len(values), rows):
-        yield lo, values.rows(lo, lo + rows) if isinstance(values, SpilledValues) else values[lo:lo + rows]
+        yield lo, values.rows(lo, min(len(values), lo + rows)) if isinstance(values, SpilledValues) else values[
+            lo:lo + rows]
 
 
 def take(values: np.ndarray | SpilledValues, idx: np.ndarray) -> np.ndarray:

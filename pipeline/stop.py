@@ -64,3 +64,32 @@ class StopSignals:
         for s, old in self._old.items():
             signal.signal(s, old)
         self._old = {}
+
+
+class TrainingSignals:
+    """Context manager for training in the main thread: SIGTERM stops it as Ctrl-C does.
+
+    Training checkpoints every epoch (written then renamed, so a stop never leaves half a file) and
+    resumes from the last one, so stopping mid-epoch loses at most that epoch. Inside, either signal
+    raises KeyboardInterrupt; ``exit_code`` is then 130 (SIGINT) or 143 (SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.signum = signal.SIGINT
+        self._old: Any = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
+
+    def __enter__(self) -> TrainingSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+            self._old = None

@@ -29,6 +29,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from extractors.base import Features
 from pipeline import __version__
+from pipeline.clip_buffer import blocks
 from stores import index
 from stores.fs import StoreFS
 
@@ -46,9 +47,7 @@ def _row_blocks(sources: list, rows: int) -> Iterable[np.ndarray]:
     pending: list[np.ndarray] = []
     held = 0
     for src in sources:
-        n = len(src)
-        for lo in range(0, n, rows):
-            piece = src.rows(lo, min(n, lo + rows)) if hasattr(src, "rows") else src[lo:lo + rows]
+        for _, piece in blocks(src, rows):
             while len(piece):
                 take = min(rows - held, len(piece))
                 pending.append(piece[:take])

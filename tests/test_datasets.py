@@ -49,4 +49,15 @@ def test_demo_corpus_is_deterministic(tmp_path):
     assert len(files) == 4
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     df = manifest.build("demo", a)
-    assert set(df["label"]) == {"neutral", "happy", "angry", "sad"} and set(df["split"]) == {"train"}
+    assert set(df["label"]) == {"calm", "happy", "angry", "sad"} and set(df["split"]) == {"train"}
+
+
+def test_demo_corpus_pool_is_unlabelled_other_speakers_in_no_fold(tmp_path):
+    from pipeline.datasets.demo import generate
+
+    root = generate(tmp_path / "d", speakers=2, clips_per_class=1, seed=1, durations=(0.5, 0.6), pool=1)
+    df = manifest.build("demo", root)
+    pool = df[df["split"] == "pool"]
+    assert len(pool) == 4 and pool["label"].isna().all() and pool["fold_lo_speaker"].isna().all()
+    assert set(pool["speaker"]).isdisjoint(df.loc[df["label"].notna(), "speaker"])
+    assert sorted(df["fold_lo_speaker"].dropna().unique()) == [0, 1]

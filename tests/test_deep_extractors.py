@@ -252,6 +252,26 @@ def test_trill_segments_and_reference(trill_models):
     np.testing.assert_allclose(f.values[0], (frames @ w).mean(0), rtol=1e-4, atol=1e-5)
 
 
+def test_trill_clip_is_one_vector_over_the_whole_clip(trill_models):
+    """TFN's audio input (Tran & Soleymani): the module run once on the whole clip, not 200 ms chunks."""
+    from extractors.base import AudioSegment
+
+    weights.set_models_dir(str(trill_models))
+    try:
+        ext = registry.create("trill_clip", {"weights": "TEST_TRILL"})
+        x = np.random.default_rng(1).standard_normal(40000).astype(np.float32) * 0.1
+        (f,) = ext.compute([AudioSegment("c", x, t0=1.5)])
+        (chunks,) = registry.create("trill", {"weights": "TEST_TRILL"}).compute([AudioSegment("c", x)])
+    finally:
+        weights.set_models_dir(None)
+    assert ext.rate_label == "1 per clip" and f.values.shape == (1, 512)
+    np.testing.assert_allclose([f.start[0], f.end[0]], [1.5, 1.5 + 40000 / 16000])
+    frames = np.lib.stride_tricks.sliding_window_view(x, 400)[::160]
+    w = np.load(str(trill_models.parent / "tiny") + ".w.npy")
+    np.testing.assert_allclose(f.values[0], (frames @ w).mean(0), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(f.values[0], chunks.values.mean(0), atol=1e-3)  # not the mean of 200 ms chunks
+
+
 @pytest.mark.slow  # ~30 s: TensorFlow and torch in one worker process
 def test_trill_and_a_torch_extractor_share_a_worker(mini_corpus, tmp_path, trill_models, w2v_models):
     for name in ("TEST_W2V",):

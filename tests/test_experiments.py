@@ -88,8 +88,8 @@ def test_babaali_iemocap_text_speech_video_fusion_end_to_end(tmp_path):
 def _cheap(name: str) -> list[str]:
     """Substitutes and overrides that make a preset run in seconds; each is listed in its differs."""
     tiny = ["--override", "epochs=1", "--override", "batch_size=8"]
-    subs = {"trill": "logmel", "openface": "face_hog", "vggish": "logmel", "vggm_face": "face_hog",
-            "facenet": "face_hog", "resnet_face": "face_hog", "r2plus1d": "face_hog",
+    subs = {"trill": "logmel", "trill_clip": "logmel", "openface": "face_hog", "vggish": "logmel",
+            "vggm_face": "face_hog", "facenet": "face_hog", "resnet_face": "face_hog", "r2plus1d": "face_hog",
             "resnet18_spectrogram": "logmel"}
     p = preset.load(name)
     args = [a for old in p.extract["extractors"] if old in subs for a in ("--substitute", f"{old}={subs[old]}")]

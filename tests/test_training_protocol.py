@@ -131,3 +131,52 @@ def test_low_resource_subsets_of_a_regression_target_are_n_percent_not_one_per_v
     assert n_train == 48 and data.meta["valence"][data.meta["split"] == "train"].nunique() == 4
     used = [int(m.group(1)) for line in lines for m in [re.search(r"train (\d+) clips", line)] if m]
     assert used == [round(0.1 * n_train)], lines[:3]
+
+
+def test_nearest_frame_baseline_copies_the_closest_unselected_valid_frame():
+    from train import masking
+
+    x = np.arange(8, dtype=np.float32).reshape(1, 8, 1) * 10  # frame t holds 10 t
+    marks = np.zeros((1, 8), np.int8)
+    marks[0, 2:5] = masking.ZERO  # 2 <- 1 (left), 3 <- 1 (tie: earlier), 4 <- 5
+    marks[0, 7] = masking.KEEP  # selected frames are unknown too: 7 <- 5 (6 is padding)
+    valid = np.ones((1, 8), bool)
+    valid[0, 6] = False
+    got = masking.nearest_frame(x, marks, valid)[0, :, 0]
+    np.testing.assert_array_equal(got, [0, 10, 10, 10, 50, 50, 60, 50])
+
+
+def test_pretraining_on_a_selected_pool_scores_the_nearest_frame_baseline(store, tmp_path):
+    import json
+
+    logs = []
+    pretrain(TrainConfig(store=str(store), out=str(tmp_path), size="small", epochs=2, window=20, batch_size=8,
+                         select="split=test", label=None), log=logs.append)
+    assert "on 15 windows" in logs[0]  # 2 test speakers x 4 classes x 2 clips, one held out to validate
+    hist = json.loads((tmp_path / "pretrain.json").read_text())["history"]
+    assert all(h["val_l1_nearest_frame"] > 0 for h in hist) and "nearest-frame baseline" in logs[-1]
+    with pytest.raises(ValueError, match="split has"):
+        pretrain(TrainConfig(store=str(store), out=str(tmp_path / "x"), size="small", epochs=1, window=20,
+                             select="split=pool", label=None), log=lambda *a: None)
+
+
+def test_demo_claims_are_checked_against_every_sd():
+    from train.demo import report
+
+    def s(mean, sd_seeds, sd_runs):  # noqa: ANN001, ANN202
+        return {"mean": mean, "sd_seeds": sd_seeds, "sd_runs": sd_runs, "n_seeds": 3, "n_runs": 18}
+
+    def rows(pre, late):  # noqa: ANN001, ANN202
+        table = {"MulT small, pretrained": pre, "MulT small, scratch": s(0.35, 0.05, 0.13),
+                 "SVM, audio only": s(0.55, None, 0.11), "SVM, visual only": s(0.46, None, 0.10),
+                 "SVM, late fusion": late}
+        return [(k, "10 %", {"unweighted_accuracy": v, "macro_f1": v}) for k, v in table.items()]
+
+    pre = {"val_l1": 1.09, "val_l1_nearest_frame": 1.38}
+    md = report(rows(s(0.50, 0.07, 0.14), s(0.80, None, 0.12)), pre)
+    assert md.count("**holds**") == 2 and "(audio only)" in md and "beats the baseline" in md
+    md = report(rows(s(0.50, 0.16, 0.20), s(0.60, None, 0.12)), pre)  # 0.15 < sd 0.16; 0.05 < sd 0.12
+    assert md.count("**does not hold**") == 2
+    paired = {"values": [0.5, 0.6, 0.4]}
+    md = report(rows({**s(0.50, 0.07, 0.14), **paired}, s(0.80, None, 0.12)), pre)
+    assert "ahead in" not in md  # scratch has no values: nothing to pair

@@ -59,6 +59,7 @@ class TrainConfig:
     compare_scratch: bool = False  # also train from scratch (low-resource curve: pretrained vs scratch)
     fusion: str = "concat"  # classical models: concat | sum | product | late
     only: str | None = None  # one modality (audio | visual | text): gru_probe (default audio), classical baselines
+    select: str | None = None  # "column=value": only these clips (e.g. split=pool: pretrain on an unlabelled pool)
     stop_after: int | None = None  # stop after this many epochs (resume continues)
 
     def __post_init__(self) -> None:
@@ -87,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"validation must be inner or next_fold, not {self.validation!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in (0, 1)")
+        if self.select is not None and "=" not in self.select:
+            raise ValueError(f"select expects COLUMN=VALUE (e.g. split=pool), got {self.select!r}")
         if self.low_resource_seeds < 1:
             raise ValueError("low_resource_seeds must be >= 1")
         if any(not 0 < n <= 100 for n in self.low_resource):

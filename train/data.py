@@ -67,7 +67,7 @@ class StoreData:
 
     def __init__(self, store: str, modalities: dict[str, str], view: str = "5hz", label: str | None = None,
                  task: str = "classification", window: int = 50, frame_targets: str | None = None,
-                 classes: list[str] | None = None, all_windows: bool = False) -> None:
+                 classes: list[str] | None = None, all_windows: bool = False, select: str | None = None) -> None:
         self.store = FeatureStore(store)
         self.modalities, self.window, self.task, self.label = modalities, window, task, label
         self.frame_targets, self.all_windows = frame_targets, all_windows
@@ -82,6 +82,14 @@ class StoreData:
         clips = sorted(set.intersection(*[set(r.index) for r in rows.values()]))
         manifest = self.store.manifest().set_index("clip_id")
         self.meta = manifest.loc[[c for c in clips if c in manifest.index]].copy()
+        if select:
+            column, value = select.split("=", 1)
+            if column not in self.meta.columns:
+                raise ValueError(f"select: column {column!r} not in the manifest; columns: {list(self.meta.columns)}")
+            self.meta = self.meta[self.meta[column].astype(str) == value]
+            if self.meta.empty:
+                raise ValueError(f"select {select!r} matches no clip with the features; "
+                                 f"{column} has {sorted(manifest[column].astype(str).unique())[:10]}")
         if label is not None:
             if label not in self.meta.columns:
                 raise ValueError(f"label column {label!r} not in the manifest; columns: {list(self.meta.columns)}")

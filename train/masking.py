@@ -70,3 +70,20 @@ def apply(xs: list[torch.Tensor], marks: torch.Tensor, valid: torch.Tensor,
         for x, out in zip(xs, outs):
             out[b, where] = x[src_b, src_t]
     return outs
+
+
+def nearest_frame(x: np.ndarray, marks: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The baseline pretraining has to beat: every selected frame of x [B, T, D] replaced by the nearest
+    (in time; the earlier on a tie) valid frame that was not selected. A model that only interpolates
+    its neighbours scores this; beating it means the model uses context and the other modality."""
+    out = x.copy()
+    for b in range(x.shape[0]):
+        sel = np.flatnonzero(marks[b] > 0)
+        known = np.flatnonzero(valid[b] & (marks[b] == 0))
+        if not len(sel) or not len(known):
+            continue
+        right = np.clip(np.searchsorted(known, sel), 0, len(known) - 1)
+        left = np.clip(right - 1, 0, len(known) - 1)
+        nearest = np.where(np.abs(known[left] - sel) <= np.abs(known[right] - sel), known[left], known[right])
+        out[b, sel] = x[b, nearest]
+    return out

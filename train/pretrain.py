@@ -1,6 +1,7 @@
 """`pipeline pretrain`: masked-frame pretraining of MulT on a store, no labels needed (Tran & Soleymani).
 
-Every window of every clip is a sample; 10 % of the clips (seeded) validate with static masks. Loss:
+Every window of every clip is a sample; 10 % of the clips (seeded) validate with static masks, and the
+same masks are scored for the nearest-frame baseline (copy the closest unmasked frame). Loss:
 L1 on the selected frames (zeroed, replaced and kept alike), audio + visual summed. Adam with a linear
 schedule and 10 % warm-up. Writes ``pretrained.pt`` (model state + normalisation), which
 ``pipeline train --pretrained`` fine-tunes from."""
@@ -20,7 +21,7 @@ from train.build import build
 from train.config import TrainConfig
 from train.data import StoreData
 from train.optim import linear_warmup
-from train.trainer import device_for, seed_everything
+from train.trainer import device_for, save_atomic, seed_everything
 
 
 def _loss(model, b, marks: np.ndarray, rng: np.random.Generator, device: torch.device) -> torch.Tensor:  # noqa: ANN001
@@ -34,13 +35,25 @@ def _loss(model, b, marks: np.ndarray, rng: np.random.Generator, device: torch.d
     return F.l1_loss(ra[sel], xa.to(device)[sel]) + F.l1_loss(rv[sel], xv.to(device)[sel])
 
 
+def _nearest_l1(b, marks: np.ndarray) -> float:  # noqa: ANN001
+    """The nearest-frame baseline's loss on a batch, computed exactly as ``_loss`` computes the model's."""
+    sel = marks > 0
+    if not sel.any():
+        return 0.0
+    valid = (b.mask["audio"] | b.mask["visual"]).numpy()
+    total = 0.0
+    for x in (b.x["audio"].numpy(), b.x["visual"].numpy()):
+        total += float(np.abs(masking.nearest_frame(x, marks, valid)[sel] - x[sel]).mean())
+    return total
+
+
 def pretrain(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001
     seed_everything(cfg.seed)
     device = device_for(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data = StoreData(cfg.store, {"audio": cfg.audio, "visual": cfg.visual}, cfg.view, label=None,
-                     window=cfg.window, all_windows=True)
+                     window=cfg.window, all_windows=True, select=cfg.select)
     n = len(data.clips)
     perm = np.random.default_rng(cfg.seed).permutation(n)
     val_clips, train_clips = perm[: max(1, n // 10)], perm[max(1, n // 10) :]
@@ -70,17 +83,20 @@ def pretrain(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001
             losses.append(float(loss.detach()))
         model.eval()
         with torch.no_grad():
-            vl = []
+            vl, nl = [], []
             for i in range(0, len(val_s), 256):
                 idx = val_s[i : i + 256]
                 b = data.batch(idx)
                 marks = masking.static((b.mask["audio"] | b.mask["visual"]).numpy(), idx, mcfg, cfg.seed)
                 vl.append(float(_loss(model, b, marks, np.random.default_rng([cfg.seed, 7]), device)))
-        history.append({"epoch": epoch + 1, "train_l1": float(np.mean(losses)), "val_l1": float(np.mean(vl))})
+                nl.append(_nearest_l1(b, marks))
+        history.append({"epoch": epoch + 1, "train_l1": float(np.mean(losses)), "val_l1": float(np.mean(vl)),
+                        "val_l1_nearest_frame": float(np.mean(nl))})
         h = history[-1]
-        log(f"  epoch {epoch + 1}/{cfg.epochs} train L1 {h['train_l1']:.4f} val L1 {h['val_l1']:.4f}")
+        log(f"  epoch {epoch + 1}/{cfg.epochs} train L1 {h['train_l1']:.4f} val L1 {h['val_l1']:.4f} "
+            f"(nearest-frame baseline {h['val_l1_nearest_frame']:.4f})")
     path = out / "pretrained.pt"
-    torch.save({"model": model.state_dict(), "norm": data.norm_state()}, path)
+    save_atomic({"model": model.state_dict(), "norm": data.norm_state()}, path)
     (out / "pretrain.json").write_text(json.dumps({"config": cfg.to_dict(), "history": history}, indent=1,
                                                   default=str))
     return path

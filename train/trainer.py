@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import replace
@@ -41,6 +42,13 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save to a temporary name, then rename: a run stopped mid-write keeps the previous file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def load_data(cfg: TrainConfig) -> StoreData:
     mods = {"audio": cfg.audio, "visual": cfg.visual} | ({"text": cfg.text} if cfg.text else {})
     if cfg.model == "gru_probe" or cfg.only:
@@ -48,7 +56,7 @@ def load_data(cfg: TrainConfig) -> StoreData:
         mods = {only: mods[only]}
     return StoreData(cfg.store, mods, cfg.view, None if cfg.task == "frame_regression" else cfg.label,
                      "classification" if cfg.task == "classification" else "regression", cfg.window,
-                     cfg.frame_targets)
+                     cfg.frame_targets, select=cfg.select)
 
 
 def run(cfg: TrainConfig, log=print) -> dict:  # noqa: ANN001 - log: a print-like callable
@@ -172,13 +180,13 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
             state["best"], state["best_model"] = score, {k: v.detach().cpu().clone()
                                                          for k, v in model.state_dict().items()}
         state["epoch"] = epoch + 1
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": torch.get_rng_state(), **state}, ckpt)
+        save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "rng": torch.get_rng_state(), **state}, ckpt)
         log(f"  epoch {epoch + 1}/{cfg.epochs} train loss ({cfg.loss_name}) {np.mean(losses):.4f}, "
             f"validation {_score_name(cfg)} {score:.4f}")
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
-    torch.save({"model": model.state_dict(), "norm": data.norm_state()}, run_dir / "best.pt")
+    save_atomic({"model": model.state_dict(), "norm": data.norm_state()}, run_dir / "best.pt")
     result = evaluate(model, cfg, data, test_s, device, with_fused=True)
     result["history"], result["parameters"], result["complete"] = state["history"], n_params, state[
         "epoch"] >= cfg.epochs
