@@ -31,6 +31,18 @@ def test_parameter_counts_match_the_papers():
         assert abs(count_parameters(m) - base) / base < 0.02
 
 
+def test_size_small_shrinks_the_gru_baselines_too_unless_options_say_otherwise():
+    from train.build import build
+
+    def n(**kw):  # noqa: ANN003, ANN202
+        return count_parameters(build(TrainConfig(store="-", **kw), {"audio": 512, "visual": 17}, 4))
+
+    assert n(model="ef_gru") > 30e6 and n(model="lf_gru") > 30e6  # base: the paper's sizes
+    assert n(model="ef_gru", size="small") < 0.5e6 and n(model="lf_gru", size="small") < 0.5e6
+    assert n(model="gru_probe", size="small") < n(model="gru_probe") / 10
+    assert n(model="ef_gru", size="small", options={"hidden": 128}) > n(model="ef_gru", size="small")
+
+
 def test_masking_statistics_over_many_draws():
     cfg, rng = masking.MaskConfig(), np.random.default_rng(0)
     valid = np.ones((4000, 50), bool)

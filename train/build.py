@@ -9,7 +9,7 @@ from torch import nn
 
 from train.config import TrainConfig
 from train.data import Batch
-from train.models.gru import EF_BASE, EFGRU, LF_BASE, LFGRU, PROBE, GRUProbe
+from train.models.gru import EF_BASE, EFGRU, LF_BASE, LFGRU, PROBE, SMALL_GRU, GRUProbe
 from train.models.jmt import JMT, JMTConfig
 from train.models.mater import MATER, MATERConfig
 from train.models.mult import BASE, LARGE, MulT, MulTConfig
@@ -29,8 +29,11 @@ def _cfg(base, options: dict):  # noqa: ANN001, ANN202 - a frozen dataclass
 def model_config(cfg: TrainConfig):  # noqa: ANN201 - the model's frozen config, or None (classical models)
     """The model's configuration with ``cfg.options`` applied: unknown options fail here, before any work."""
     o = cfg.options
+    small = cfg.size == "small"  # CPU smoke runs and demos: the GRU baselines shrink with MulT
     bases = {"mult": {"base": BASE, "large": LARGE, "small": SMALL_MULT}.get(cfg.size, BASE), "tfn": TFNConfig(),
-             "ef_gru": EF_BASE, "lf_gru": LF_BASE, "gru_probe": PROBE, "jmt": JMTConfig(), "mater": MATERConfig()}
+             "ef_gru": SMALL_GRU if small else EF_BASE, "lf_gru": SMALL_GRU if small else LF_BASE,
+             "gru_probe": dataclasses.replace(PROBE, hidden=SMALL_GRU.hidden) if small else PROBE,
+             "jmt": JMTConfig(), "mater": MATERConfig()}
     if cfg.model not in bases:
         if o:
             raise ValueError(f"{cfg.model} takes no model options, got {sorted(o)}")
@@ -39,22 +42,21 @@ def model_config(cfg: TrainConfig):  # noqa: ANN201 - the model's frozen config,
 
 
 def build(cfg: TrainConfig, dims: dict[str, int], n_out: int) -> nn.Module:
-    a, v, o = dims.get("audio", 0), dims.get("visual", 0), cfg.options
+    a, v, mc = dims.get("audio", 0), dims.get("visual", 0), model_config(cfg)
     if cfg.model == "mult":
-        base = {"base": BASE, "large": LARGE, "small": SMALL_MULT}[cfg.size]
-        return MulT(a, v, _cfg(base, o), n_out=n_out)
+        return MulT(a, v, mc, n_out=n_out)
     if cfg.model == "tfn":
-        return TFN(a, v, n_out, _cfg(TFNConfig(), o))
+        return TFN(a, v, n_out, mc)
     if cfg.model == "ef_gru":
-        return EFGRU(a, v, n_out, _cfg(EF_BASE, o))
+        return EFGRU(a, v, n_out, mc)
     if cfg.model == "lf_gru":
-        return LFGRU(a, v, n_out, _cfg(LF_BASE, o))
+        return LFGRU(a, v, n_out, mc)
     if cfg.model == "gru_probe":
-        return GRUProbe(dims[cfg.only or "audio"], n_out, _cfg(PROBE, o))
+        return GRUProbe(dims[cfg.only or "audio"], n_out, mc)
     if cfg.model == "jmt":
-        return JMT(a, v, _cfg(JMTConfig(targets=n_out), o))
+        return JMT(a, v, dataclasses.replace(mc, targets=n_out))
     if cfg.model == "mater":
-        return MATER(a, v, n_out, _cfg(MATERConfig(), o))
+        return MATER(a, v, n_out, mc)
     raise ValueError(f"{cfg.model} is not a neural model")
 
 

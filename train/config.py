@@ -52,7 +52,7 @@ class TrainConfig:
     loss: str = ""  # "" = ce (classification) / ccc (regression)
     seed: int = 0
     device: str = "auto"
-    size: str = "base"  # MulT: base | large | small
+    size: str = "base"  # MulT: base | large | small (small: the GRU baselines too, for CPU smoke runs)
     options: dict[str, Any] = field(default_factory=dict)  # model config overrides
     pretrained: str | None = None  # pretraining checkpoint for MulT fine-tuning
     pretrained_norm: bool = True  # fine-tune with pretraining's normalisation statistics (Tran & Soleymani)

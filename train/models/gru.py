@@ -21,6 +21,7 @@ class GRUConfig:
 EF_BASE = GRUConfig(hidden=768, layers=4)
 LF_BASE = GRUConfig(hidden=1664, layers=1)
 PROBE = GRUConfig(hidden=512, layers=1, dropout=0.2, bidirectional=False)
+SMALL_GRU = GRUConfig(hidden=64, layers=1)  # `--size small`: CPU smoke runs and demos
 
 
 class _BiGRU(nn.Module):
