@@ -18,21 +18,32 @@ from tests import corpus_fixtures as fx
 from tests.store_fixtures import synthetic_store
 
 
-def _start(*args: str) -> subprocess.Popen:
+def _start(log: Path, *args: str) -> subprocess.Popen:
+    """The command in its own process; output to a file (a pipe would also wait for any child holding it)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "pipeline", *args], stdout=out, stderr=subprocess.STDOUT,
+                                text=True, env=env)
 
 
-def _signal_when(proc: subprocess.Popen, root: Path, pattern: str, signum: int, timeout: float = 600) -> str:
+def _signal_when(proc: subprocess.Popen, log: Path, root: Path, pattern: str, signum: int,
+                 timeout: float = 600) -> str:
     """Send ``signum`` once a training checkpoint matches ``root/pattern``; return the process's output."""
     end = time.monotonic() + timeout
     while not list(root.glob(pattern)):
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert proc.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < end, "no checkpoint written"
         time.sleep(0.2)
     proc.send_signal(signum)
-    return proc.communicate(timeout=120)[0]
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        tree = subprocess.run(["ps", "-o", "pid,stat,etime,args", "--ppid", str(proc.pid)], capture_output=True,
+                              text=True).stdout
+        proc.kill()
+        raise AssertionError(f"still running 120 s after the signal; children:\n{tree}\n"
+                             f"{log.read_text()[-3000:]}") from None
+    return log.read_text()
 
 
 def _epoch(path: Path) -> int:
@@ -43,7 +54,8 @@ def test_sigterm_stops_training_and_the_same_command_resumes(tmp_path):
     store = synthetic_store(tmp_path / "s.zarr")
     args = ["train", "--store", str(store), "--out", str(tmp_path / "run"), "--model", "mult", "--size", "small",
             "--window", "20", "--batch-size", "4", "--epochs", "400"]
-    out = _signal_when(proc := _start(*args), tmp_path / "run", "**/checkpoint.pt", signal.SIGTERM)
+    log = tmp_path / "train.log"
+    out = _signal_when(proc := _start(log, *args), log, tmp_path / "run", "**/checkpoint.pt", signal.SIGTERM)
     assert proc.returncode == 143, out[-2000:]
     assert "stopped" in out and "run the same command again to resume" in out and "Traceback" not in out
     (ckpt,) = (tmp_path / "run").rglob("checkpoint.pt")
@@ -63,7 +75,8 @@ def test_ctrl_c_stops_an_experiment_while_training_and_it_resumes(tmp_path):
             "--substitute", "vggish=logmel", "--substitute", "vggm_face=face_hog",
             "--override", "options={d: 16, heads: 2, ffn: 32, layers: 1}", "--override", "batch_size=8",
             "--override", "epochs=400"]
-    text = _signal_when(proc := _start(*args), out, "run*/**/checkpoint.pt", signal.SIGINT)
+    log = tmp_path / "experiment.log"
+    text = _signal_when(proc := _start(log, *args), log, out, "run*/**/checkpoint.pt", signal.SIGINT)
     assert proc.returncode == 130, text[-3000:]
     assert "stopped while training" in text and "Traceback" not in text and not (out / "table.md").exists()
     stopped = {p: _epoch(p) for p in out.glob("run*/**/checkpoint.pt")}
