@@ -69,7 +69,11 @@ def pretrain(
     cfg = _config(config, store=store, out=str(out), audio=audio, visual=visual, view=view, size=size,
                   epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, window=window, device=device, label=None,
                   select=select)
-    path = run(cfg, log=console.print)
+    try:
+        path = run(cfg, log=console.print)
+    except ValueError as exc:  # e.g. a --select that matches nothing, an extractor missing from the store
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
     console.print(f"pretrained weights: {path}\nfine-tune: pipeline train --store STORE --pretrained {path}")
 
 
