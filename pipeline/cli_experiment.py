@@ -70,9 +70,10 @@ def run(
     from pipeline.experiment import run_experiment, table
     from pipeline.stop import RunStopped, TrainingSignals
 
+    signals = TrainingSignals()
     try:
         p = preset.customise(preset.load(name), set_, override, substitute)
-        with (signals := TrainingSignals()):  # extraction installs its own two-step handlers inside
+        with signals:  # extraction installs its own two-step handlers inside
             result = run_experiment(p, str(root), out, store, str(models) if models else None,
                                     str(cluster) if cluster else None, limit, pretrained, quiet, log=console.print)
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM while training: every finished epoch is checkpointed

@@ -128,8 +128,9 @@ def train(
                   compare_scratch=compare_scratch or None, size=size,
                   fusion=fusion, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                   options=_parse_options(opt) or None, stop_after=stop_after)
+    signals = TrainingSignals()
     try:
-        with (signals := TrainingSignals()):
+        with signals:
             results = run(cfg, log=console.print)
     except KeyboardInterrupt:
         console.print(f"[yellow]stopped[/yellow]; every finished epoch is checkpointed: run the same command "
