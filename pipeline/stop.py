@@ -67,15 +67,17 @@ class StopSignals:
 
 
 class TrainingSignals:
-    """Context manager for training in the main thread: SIGTERM stops it as Ctrl-C does.
+    """Context manager for training in the main thread: SIGINT and SIGTERM raise KeyboardInterrupt.
 
     Training checkpoints every epoch (written then renamed, so a stop never leaves half a file) and
-    resumes from the last one, so stopping mid-epoch loses at most that epoch. Inside, either signal
-    raises KeyboardInterrupt; ``exit_code`` is then 130 (SIGINT) or 143 (SIGTERM)."""
+    resumes from the last one, so stopping mid-epoch loses at most that epoch. Both handlers are
+    installed explicitly, as extraction's are: a process started in the background of a script inherits
+    SIGINT *ignored*, and Python's own Ctrl-C handling would then never fire. ``exit_code`` is 130
+    (SIGINT) or 143 (SIGTERM)."""
 
     def __init__(self) -> None:
         self.signum = signal.SIGINT
-        self._old: Any = None
+        self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
@@ -86,10 +88,11 @@ class TrainingSignals:
 
     def __enter__(self) -> TrainingSignals:
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, self._handle)
+            for s in SIGNALS:
+                self._old[s] = signal.signal(s, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-            self._old = None
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}

@@ -18,12 +18,17 @@ from tests import corpus_fixtures as fx
 from tests.store_fixtures import synthetic_store
 
 
-def _start(log: Path, *args: str) -> subprocess.Popen:
-    """The command in its own process; output to a file (a pipe would also wait for any child holding it)."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start(log: Path, *args: str, sigint_ignored: bool = False) -> subprocess.Popen:
+    """The command in its own process; output to a file (a pipe would also wait for any child holding it).
+    ``sigint_ignored``: as a script's background job starts, with SIGINT ignored (inherited)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", "pipeline", *args], stdout=out, stderr=subprocess.STDOUT,
-                                text=True, env=env)
+                                text=True, env=env, preexec_fn=_ignore_sigint if sigint_ignored else None)
 
 
 def _signal_when(proc: subprocess.Popen, log: Path, root: Path, pattern: str, signum: int,
@@ -48,6 +53,26 @@ def _signal_when(proc: subprocess.Popen, log: Path, root: Path, pattern: str, si
 
 def _epoch(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_training_signals_stop_even_when_sigint_was_inherited_ignored(signum):
+    """A script's background job inherits SIGINT ignored, so Python never raises KeyboardInterrupt on
+    its own; a `kill -INT` must still stop training (this is how CI runs the suite)."""
+    code = ("import os, signal, time\n"
+            "from pipeline.stop import TrainingSignals\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+            "s = TrainingSignals()\n"
+            "try:\n"
+            "    with s:\n"
+            f"        os.kill(os.getpid(), {int(signum)})\n"
+            "        time.sleep(30)\n"
+            "except KeyboardInterrupt:\n"
+            "    raise SystemExit(s.exit_code())\n"
+            "raise SystemExit(f'not stopped; after: {signal.getsignal(signal.SIGINT)}')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          preexec_fn=_ignore_sigint)
+    assert done.returncode == 128 + signum, done.stderr[-2000:]
 
 
 def test_sigterm_stops_training_and_the_same_command_resumes(tmp_path):
@@ -76,7 +101,8 @@ def test_ctrl_c_stops_an_experiment_while_training_and_it_resumes(tmp_path):
             "--override", "options={d: 16, heads: 2, ffn: 32, layers: 1}", "--override", "batch_size=8",
             "--override", "epochs=400"]
     log = tmp_path / "experiment.log"
-    text = _signal_when(proc := _start(log, *args), log, out, "run*/**/checkpoint.pt", signal.SIGINT)
+    text = _signal_when(proc := _start(log, *args, sigint_ignored=True), log, out, "run*/**/checkpoint.pt",
+                        signal.SIGINT)
     assert proc.returncode == 130, text[-3000:]
     assert "stopped while training" in text and "Traceback" not in text and not (out / "table.md").exists()
     stopped = {p: _epoch(p) for p in out.glob("run*/**/checkpoint.pt")}
