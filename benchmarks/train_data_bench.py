@@ -24,24 +24,26 @@ from stores.feature_store import FeatureStore
 from train.data import StoreData
 
 
-def make_store(path: Path, clips: int, seed: int = 0) -> None:
+def make_store(path: Path, clips: int, seed: int = 0, part_clips: int = 64,
+               dims: tuple[tuple[str, int], ...] = (("trill", 512), ("openface_au", 17))) -> None:
+    """A store of ``clips`` clips, 20-80 frames each, written by the real part writer ``part_clips`` at a time."""
     rng = np.random.default_rng(seed)
     store = FeatureStore(str(path), create=True)
-    rows = []
     lengths = rng.integers(20, 80, clips)
-    for ext, dim in (("trill", 512), ("openface_au", 17)):
-        for p0 in range(0, clips, 64):
+    for ext, dim in dims:
+        rows = []
+        for p0 in range(0, clips, part_clips):
             items = []
-            for c in range(p0, min(clips, p0 + 64)):
+            for c in range(p0, min(clips, p0 + part_clips)):
                 n = int(lengths[c])
-                items.append((f"c{c:06d}", Features(rng.normal(size=(n, dim)).astype(np.float32),
+                items.append((f"c{c:07d}", Features(rng.normal(size=(n, dim)).astype(np.float32),
                                                     np.arange(n) / 5, np.arange(1, n + 1) / 5)))
             part, spans = store.write_part("aligned", "5hz", ext, f"{ext}_{p0}", items, "float32", {})
             rows += [{"clip_id": cid, "stage": "aligned", "view": "5hz", "extractor": ext, "status": "ok",
                       "part": part, "offset": o, "length": ln, "dim": dim} for (cid, _), (o, ln) in zip(items, spans)]
-    index.commit(store.fs, rows, "bench")
-    store.save_manifest(pd.DataFrame({"clip_id": [f"c{c:06d}" for c in range(clips)], "speaker": "s", "session": "s",
-                                      "media_path": "-", "label": [f"k{c % 4}" for c in range(clips)]}))
+        index.commit(store.fs, rows, f"bench-{ext}")
+    store.save_manifest(pd.DataFrame({"clip_id": [f"c{c:07d}" for c in range(clips)], "speaker": "s",
+                                      "session": "s", "media_path": "-", "label": [f"k{c % 4}" for c in range(clips)]}))
 
 
 def in_memory(data: StoreData) -> tuple[dict, dict, torch.Tensor]:

@@ -241,9 +241,23 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+# Dask keeps the last ``low-level-log-length`` messages of every batched connection (default 1000) for
+# debugging; with the scheduler in the driver (local and jobqueue modes) each logged message to a worker
+# holds a whole task, and the client's log holds the submitted graphs: a thousand shard tasks of 16 clips
+# each per worker. A short log keeps the driver's memory flat in the number of tasks.
+DRIVER_DASK_CONFIG = {"distributed.admin.low-level-log-length": 32}
+
+
 @contextmanager
 def client_for(cfg: ClusterConfig) -> Iterator[Session]:
     """A connected session; clusters it started are closed on exit."""
+    import dask
+
+    with dask.config.set(DRIVER_DASK_CONFIG):
+        yield from _client_for(cfg)
+
+
+def _client_for(cfg: ClusterConfig) -> Iterator[Session]:
     from distributed import Client, LocalCluster
 
     if cfg.mode == "scheduler":

@@ -111,6 +111,9 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         store.save_manifest(clips)
         live = store.index()  # read once: the plan and the consolidation check share it
         p = plan.make_plan(cfg, clips, live)
+        # a run with nothing to extract still finishes the consolidation an interrupted run left undone
+        needs_cluster = bool(p.work) or bool(consolidate.plan_merges(store, live))
+        del live  # not held through the run: the consolidation reads the index again
         for name, desc in p.descriptions.items():
             ext = registry.create(name, cfg.extractors[name])
             attrs = {**desc, "modality": ext.modality, "input": ext.input, "dim": ext.dim, "rate": ext.rate,
@@ -124,8 +127,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         report.plan_s = time.perf_counter() - t0
         p.work = _refuse(store, p, refused, report)
         stopped = None
-        # a run with nothing to extract still finishes the consolidation an interrupted run left undone
-        if p.work or consolidate.plan_merges(store, live):
+        if needs_cluster:
             try:
                 with cluster.client_for(cluster_cfg) as session:
                     if p.work:
@@ -145,8 +147,9 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
                 f"{stopped}. This run committed {report.counts['ok']} results ({done} entries, "
                 f"{report.clips_done} of {len(p.work)} clips that needed work); nothing committed is lost. "
                 "Run the same command to resume: committed work is skipped.", stopped.code, report)
-        live = index.compact(store.fs)
-        store.garbage_collect(live)
+        if len(index.files(store.fs)) > 1:  # the cluster compacted it unless the run needed no cluster
+            index.compact_table(store.fs)
+        store.garbage_collect(index.live_parts(store.fs))
     return report
 
 
@@ -227,9 +230,13 @@ def _consolidate(session: cluster.Session, store: FeatureStore, report: RunRepor
                  stop: StopSignals, show: bool, every: float) -> None:
     """Merge small parts into few large ones, as tasks on the same cluster (stores/consolidate.py); each task
     commits its own rows, so the driver only holds the rows of the merges in flight. The index is compacted
-    first: one read of the run's many small index files, and the final compaction reads two."""
-    live = index.compact(store.fs)
-    merges = consolidate.plan_merges(store, live)
+    before (a task reads the run's many small index files; the driver then reads one) and after."""
+    _compact_on_cluster(session, store, console, stop)
+    if stop.requested:
+        return
+    merges = _on_cluster(session, console, stop, consolidate.plan_store_merges, store.url, "plan-merges")
+    if merges is None:  # the task failed: plan in the driver
+        merges = consolidate.plan_merges(store, consolidate.slim(index.compact_table(store.fs)))
     if not merges:
         return
     progress = RunProgress(console, sum(len(m.sources) for m in merges), show, every, "consolidate", "parts")
@@ -244,8 +251,33 @@ def _consolidate(session: cluster.Session, store: FeatureStore, report: RunRepor
 
     with progress:
         Dispatcher(session, console, stop, progress).run(
-            consolidate.merge, consolidate.with_rows(merges, live), key=lambda m: f"merge-{m.part_id}",
-            on_done=done, on_error=failed)
+            consolidate.merge, merges, key=lambda m: f"merge-{m.part_id}", on_done=done, on_error=failed)
+    if not stop.requested:
+        _compact_on_cluster(session, store, console, stop)
+
+
+def _compact_on_cluster(session: cluster.Session, store: FeatureStore, console: Console, stop: StopSignals) -> None:
+    """Compact the index as a task: a run leaves one small index file per task, and reading thousands of them
+    is a worker's job, not the driver's memory. If the task fails the driver compacts (nothing is lost
+    either way: compaction commits the merged file before removing any other)."""
+    if _on_cluster(session, console, stop, index.compact_store, store.url, "compact-index") is None \
+            and not stop.requested:
+        index.compact_table(store.fs)
+
+
+def _on_cluster(session: cluster.Session, console: Console, stop: StopSignals, fn: Any, arg: Any,
+                name: str) -> Any:
+    """``fn(arg)`` as one task through the dispatcher (lost workers and signals handled as for shards); its
+    result, or None (with a warning) if it failed."""
+    out: list[Any] = []
+
+    def failed(a: Any, exc: BaseException) -> None:
+        console.print(f"warning: {name} failed on the cluster ({type(exc).__name__}: {exc}); the driver does it",
+                      highlight=False)
+
+    Dispatcher(session, console, stop, RunProgress(console, 1, False)).run(
+        fn, [arg], key=lambda a: f"{name}-{time.time_ns()}", on_done=lambda a, r: out.append(r), on_error=failed)
+    return out[0] if out else None
 
 
 def _dry_run(cfg: ExtractConfig, p: plan.Plan, store: FeatureStore | None) -> RunReport:

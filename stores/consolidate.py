@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from extractors.base import Features
 from pipeline import cache_key
@@ -77,16 +78,24 @@ def _merge(store: FeatureStore, stage: str, view: str, ext: str, group: list[str
     return [Merge(store.url, str(stage), str(view), str(ext), tuple(group))] if len(group) >= 2 else []
 
 
-def with_rows(merges: list[Merge], live: pd.DataFrame) -> Iterator[Merge]:
-    """Each merge with its rows attached, one at a time (only the tasks in flight hold a copy)."""
-    ok = live[live["status"] == "ok"]
-    at = ok.groupby("part").indices
+def with_rows(merges: list[Merge], live: pd.DataFrame | pa.Table) -> Iterator[Merge]:
+    """Each merge with its rows attached, one at a time (only the tasks in flight hold a copy). The rows are
+    taken from the Arrow table, so the driver holds no pandas copy of the whole index."""
+    table = live if isinstance(live, pa.Table) else pa.Table.from_pandas(live[index.SCHEMA.names], schema=index.SCHEMA,
+                                                                         preserve_index=False)
+    ok = table.filter(pc.equal(table["status"], "ok"))
+    parts = ok["part"].to_pandas()
+    at = parts.groupby(parts, sort=False).indices
+    offsets = ok["offset"].to_numpy()
     for m in merges:
-        rows = ok.iloc[np.concatenate([at[p] for p in m.sources])]
-        order = {p: i for i, p in enumerate(m.sources)}
-        rows = rows.assign(_src=rows["part"].map(order)).sort_values(["_src", "offset"]).drop(columns="_src")
-        yield replace(m, rows=pa.Table.from_pandas(rows[index.SCHEMA.names], schema=index.SCHEMA,
-                                                   preserve_index=False))
+        pos = np.concatenate([at[p] for p in m.sources])
+        src = np.concatenate([np.full(len(at[p]), i) for i, p in enumerate(m.sources)])
+        yield replace(m, rows=ok.take(pa.array(pos[np.lexsort((offsets[pos], src))])))
+
+
+def slim(live: pa.Table) -> pd.DataFrame:
+    """The columns ``plan_merges`` reads, as a DataFrame (not the keys, fingerprints and reasons)."""
+    return live.select(["stage", "view", "extractor", "status", "part", "length", "dim"]).to_pandas()
 
 
 def write_merged(m: Merge) -> tuple[str, list[tuple[int, int]]]:
@@ -124,8 +133,20 @@ def commit_merged(m: Merge, rel: str, spans: list[tuple[int, int]]) -> str:
     return index.commit_table(FeatureStore(m.store).fs, t, m.index_name)
 
 
+def plan_store_merges(url: str, target_bytes: int = TARGET_BYTES) -> list[Merge]:
+    """``plan_merges`` as a cluster task, from the index columns it needs: the driver never loads the live
+    index of a large store (the merge tasks read their own rows, ``merge``)."""
+    store = FeatureStore(url)
+    live = index.resolve_table(index.read_table(store.fs, columns=[*index.ENTRY, "status", "part", "length", "dim",
+                                                                   "committed_at"]))
+    return plan_merges(store, slim(live), target_bytes)
+
+
 def merge(m: Merge) -> int:
-    """The task (runs on a worker): write the merged part, then commit its rows; returns the rows moved."""
+    """The task (runs on a worker): write the merged part, then commit its rows; returns the rows moved.
+    A merge planned without rows reads them from the index (only rows of its own parts)."""
+    if m.rows is None:
+        m = next(with_rows([m], index.resolve_table(index.read_table(FeatureStore(m.store).fs, parts=m.sources))))
     rel, spans = write_merged(m)
     commit_merged(m, rel, spans)
     return len(spans)

@@ -195,9 +195,10 @@ class FeatureStore:
             manifest = pd.concat([old[~old["clip_id"].isin(manifest["clip_id"])], manifest], ignore_index=True)
         self.fs.write_parquet("manifest.parquet", pa.Table.from_pandas(manifest, preserve_index=False))
 
-    def garbage_collect(self, live: pd.DataFrame, tmp_age_s: float = 3600.0) -> int:
-        """Remove parts no live row points to (superseded configs, orphans of killed tasks)."""
-        referenced = set(live["part"].dropna())
+    def garbage_collect(self, live: pd.DataFrame | set[str], tmp_age_s: float = 3600.0) -> int:
+        """Remove parts no live row points to (superseded configs, orphans of killed tasks); ``live`` is the
+        live index or the set of parts it points to (``index.live_parts``)."""
+        referenced = live if isinstance(live, set) else set(live["part"].dropna())
         removed = 0
         for part in list(self.part_dirs()):
             if part not in referenced:

@@ -89,9 +89,11 @@ class StoreFS:
         with self.fs.open(self.path(rel), "rb") as f:
             return f.read()
 
-    def read_parquet(self, rel: str) -> pa.Table:
+    def read_parquet(self, rel: str, filters: list | None = None) -> pa.Table:
+        """``filters`` (pyarrow's DNF form) are applied while reading, batch by batch: a task that needs a few
+        rows of a large index file never holds all of it."""
         with self.fs.open(self.path(rel), "rb") as f:
-            return pq.read_table(f)
+            return pq.read_table(f, filters=filters)
 
     def write_parquet(self, rel: str, table: pa.Table) -> None:
         self.write_atomic(rel, lambda f: pq.write_table(table, f, compression="zstd"))

@@ -50,6 +50,26 @@ def _files(path: Path) -> int:
     return sum(1 for _ in path.rglob("*"))
 
 
+def test_merges_planned_on_a_worker_read_their_own_rows_bit_for_bit(tmp_path):
+    """The run plans merges in a task (``plan_store_merges``) and each merge task reads only the rows of its own
+    parts from the index, so the driver never loads the live index; same result as rows handed over."""
+    s = _small_store(tmp_path / "s.zarr", parts=10)
+    _small_store(tmp_path / "other.zarr", parts=3)  # rows of another store's parts must never leak in
+    before = _snapshot(s)
+    index.compact(s.fs)
+    merges = consolidate.plan_store_merges(s.url)
+    assert len(merges) == 1 and merges[0].rows is None and len(merges[0].sources) == 10
+    assert consolidate.merge(merges[0]) == 30
+    assert consolidate.merge(merges[0]) == 30  # a retry: the part and rows are committed, no twin
+    s.garbage_collect(index.live_parts(s.fs))
+    after = _snapshot(FeatureStore(s.url))
+    assert after.keys() == before.keys()
+    for clip, arrays in before.items():
+        for a, b in zip(arrays, after[clip]):
+            np.testing.assert_array_equal(a, b)
+    assert len(list(FeatureStore(s.url).part_dirs())) == 1
+
+
 def test_merge_keeps_every_entry_bit_for_bit_and_removes_the_small_parts(tmp_path):
     s = _small_store(tmp_path / "s.zarr")
     before, files_before = _snapshot(s), _files(tmp_path / "s.zarr")

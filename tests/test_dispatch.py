@@ -82,3 +82,37 @@ def test_addresses_reachable_from_other_machines_are_warned_about_once_each():
     assert any("worker listens on tcp://10.9.9.9:40003" in ln for ln in lines)
     assert any("worker dashboard listens on http://10.9.9.9:40004" in ln for ln in lines)
     assert not any("listens on tcp://127.0.0.1" in ln or "on http://127.0.0.1" in ln for ln in lines)
+
+
+class _Payload:
+    """A task argument the test can count in the driver's memory (a shard task holds up to 16 clips' work)."""
+
+    def __init__(self, i: int) -> None:
+        self.i, self.blob = i, bytes(1000)
+
+    def __reduce__(self):  # noqa: ANN204 - pickled by value to the worker, like a ShardTask
+        return (_Payload, (self.i,))
+
+
+def _payload_id(p: _Payload) -> int:
+    return p.i
+
+
+def test_the_driver_holds_only_a_window_of_submitted_tasks():
+    """Regression: with the scheduler in the driver (local and jobqueue modes), Dask's per-connection message
+    log kept the last 1000 messages, each holding a whole task; the driver grew with every task of the run."""
+    import gc
+
+    cfg = cluster.ClusterConfig(mode="local", local={"n_workers": 1, "threads_per_worker": 1,
+                                                     "memory_limit": "1GiB"})
+    done: list[int] = []
+    with cluster.client_for(cfg) as session:
+        console = Console(stderr=True)
+        d = Dispatcher(session, console, StopSignals(), RunProgress(console, 300, enabled=False), poll_s=0.01)
+        d.run(_payload_id, (_Payload(i) for i in range(300)), key=lambda p: f"payload-{p.i}",
+              on_done=lambda p, r: done.append(r), on_error=lambda p, e: done.append(-1))
+        gc.collect()
+        held = sum(isinstance(o, _Payload) for o in gc.get_objects())
+    assert sorted(done) == list(range(300))
+    assert d.in_flight_max <= 2
+    assert held <= 80, f"{held} of 300 finished tasks are still held by the driver"
