@@ -26,13 +26,34 @@ class RunStopped(Exception):
         self.code, self.report = code, report
 
 
-class StopSignals:
+class _Handlers:
+    """Installs ``_handle`` for SIGINT and SIGTERM in the main thread, whatever the process inherited (a
+    script's background job starts with SIGINT ignored), and restores the old handlers on exit."""
+
+    _old: dict[int, Any]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in SIGNALS:
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
+
+
+class StopSignals(_Handlers):
     """Context manager: installs the two-step handlers in the main thread, restores the old ones on exit."""
 
     def __init__(self, announce: Any = None) -> None:
         self.signum: int | None = None
         self._announce = announce or (lambda line: print(line, file=sys.stderr, flush=True))
-        self._old: dict[int, Any] = {}
 
     @property
     def requested(self) -> bool:
@@ -54,19 +75,8 @@ class StopSignals:
         self._announce(f"{signal.Signals(signum).name}: stopping — no new tasks; running tasks get a few seconds to "
                        "commit. Press Ctrl-C again to exit at once.")
 
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for s in SIGNALS:
-                self._old[s] = signal.signal(s, self._handle)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        for s, old in self._old.items():
-            signal.signal(s, old)
-        self._old = {}
-
-
-class TrainingSignals:
+class TrainingSignals(_Handlers):
     """Context manager for training in the main thread: SIGINT and SIGTERM raise KeyboardInterrupt.
 
     Training checkpoints every epoch (written then renamed, so a stop never leaves half a file) and
@@ -77,7 +87,6 @@ class TrainingSignals:
 
     def __init__(self) -> None:
         self.signum = signal.SIGINT
-        self._old: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
@@ -85,14 +94,3 @@ class TrainingSignals:
 
     def exit_code(self) -> int:
         return 128 + int(self.signum)
-
-    def __enter__(self) -> TrainingSignals:
-        if threading.current_thread() is threading.main_thread():
-            for s in SIGNALS:
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, old in self._old.items():
-            signal.signal(s, old)
-        self._old = {}

@@ -50,7 +50,7 @@ class Merge:
 
 def plan_merges(store: FeatureStore, live: pd.DataFrame, target_bytes: int = TARGET_BYTES) -> list[Merge]:
     """Merges of small parts, at most ``target_bytes`` each; parts already half the target stay as they are.
-    Without rows: ``with_rows`` attaches them when the task is submitted."""
+    Without rows: the merge task reads its own (``merge``), so the driver never holds the index's rows."""
     ok = live[live["status"] == "ok"]
     if ok.empty:
         return []
@@ -78,12 +78,9 @@ def _merge(store: FeatureStore, stage: str, view: str, ext: str, group: list[str
     return [Merge(store.url, str(stage), str(view), str(ext), tuple(group))] if len(group) >= 2 else []
 
 
-def with_rows(merges: list[Merge], live: pd.DataFrame | pa.Table) -> Iterator[Merge]:
-    """Each merge with its rows attached, one at a time (only the tasks in flight hold a copy). The rows are
-    taken from the Arrow table, so the driver holds no pandas copy of the whole index."""
-    table = live if isinstance(live, pa.Table) else pa.Table.from_pandas(live[index.SCHEMA.names], schema=index.SCHEMA,
-                                                                         preserve_index=False)
-    ok = table.filter(pc.equal(table["status"], "ok"))
+def with_rows(merges: list[Merge], live: pa.Table) -> Iterator[Merge]:
+    """Each merge with its rows (from the live index table), in the order of the merged part, one at a time."""
+    ok = live.filter(pc.equal(live["status"], "ok"))
     parts = ok["part"].to_pandas()
     at = parts.groupby(parts, sort=False).indices
     offsets = ok["offset"].to_numpy()

@@ -104,11 +104,6 @@ def read_table(fs: StoreFS, paths: list[str] | None = None, batch: int = 256,
     return pa.concat_tables(packed).combine_chunks() if packed else schema.empty_table()
 
 
-def read_all(fs: StoreFS, paths: list[str] | None = None, batch: int = 256) -> pd.DataFrame:
-    """``read_table`` as a DataFrame."""
-    return read_table(fs, paths, batch).to_pandas()
-
-
 def resolve_table(table: pa.Table) -> pa.Table:
     """The live rows of ``table``: the newest per entry, in commit order. Computed on integer codes of the
     entry columns (no Python object per row), so resolving a 1.1 M-clip index costs a few arrays of int64."""
@@ -126,14 +121,6 @@ def resolve_table(table: pa.Table) -> pa.Table:
     keep = order[last]
     keep = keep[np.lexsort((keep, committed[keep]))]
     return table.take(pa.array(keep))
-
-
-def resolve(df: pd.DataFrame) -> pd.DataFrame:
-    """The live index: the newest row per entry."""
-    if df.empty:
-        return df.reset_index(drop=True)
-    df = df.sort_values("committed_at", kind="stable")
-    return df.drop_duplicates(ENTRY, keep="last").reset_index(drop=True)
 
 
 def load(fs: StoreFS) -> pd.DataFrame:
