@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/pipeline demo --dir demo-output
 
 test: $(STAMP)
+	$(MAKE) -s sample-data || echo "OpenCV sample photo/video not fetched (not Debian/Ubuntu?): the real-photo face tests skip"
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m "not slow" --durations=15
 
