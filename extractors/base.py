@@ -197,9 +197,14 @@ class Extractor:
         return None
 
     @property
+    def per_clip(self) -> bool:
+        """One vector per clip (pooled over the clip, or text): ``rate`` does not apply."""
+        return bool(getattr(self.config, "pooled", False)) or self.input == "text"
+
+    @property
     def rate_label(self) -> str:
         """How often it yields a vector, in words (``pipeline extractors``)."""
-        if getattr(self.config, "pooled", False) or self.input == "text":
+        if self.per_clip:
             return "1 per clip"
         return f"{self.rate:g} Hz" if self.rate else "video fps"
 

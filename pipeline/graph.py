@@ -116,7 +116,8 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         del live  # not held through the run: the consolidation reads the index again
         for name, desc in p.descriptions.items():
             ext = registry.create(name, cfg.extractors[name])
-            attrs = {**desc, "modality": ext.modality, "input": ext.input, "dim": ext.dim, "rate": ext.rate,
+            attrs = {**desc, "modality": ext.modality, "input": ext.input, "dim": ext.dim,
+                     "rate": None if ext.per_clip else ext.rate, "per_clip": ext.per_clip,
                      "feature_names": ext.feature_names, "package": f"affect-pipeline {__version__}"}
             if ext.input == "faces":
                 attrs["face"] = {**face.face_key(cfg.face), "crop": asdict(ext.face_crop)}

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from extractors import registry, weights
 from extractors.base import VideoSegment
@@ -139,6 +140,13 @@ def test_wav2vec2_end_to_end_through_extract(mini_corpus, tmp_path, w2v_models):
                      "--extractors", "wav2vec2,logmel", "--set", "wav2vec2.weights=TEST_W2V", "--models",
                      str(w2v_models), "--limit", "3", "--quiet")
     assert r["counts"] == {"ok": 6, "failed": 0, "excluded": 0}
+    # the store says how often a vector comes: 50 Hz frames, or one per clip (no rate) when pooled
+    extract_json("--dataset", "demo", "--root", str(mini_corpus), "--store", str(tmp_path / "p"), "--extractors",
+                 "wav2vec2", "--set", "wav2vec2.weights=TEST_W2V", "--set", "wav2vec2.pooled=true", "--models",
+                 str(w2v_models), "--limit", "1", "--quiet")
+    frames, pooled = (zarr.open_group(str(tmp_path / s / "native" / "wav2vec2"), mode="r").attrs for s in "sp")
+    assert (frames["rate"], frames["per_clip"]) == (50.0, False)
+    assert (pooled["rate"], pooled["per_clip"]) == (None, True)
 
 
 @pytest.fixture(scope="module")
