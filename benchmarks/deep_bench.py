@@ -1,12 +1,16 @@
 """Deep extractors inside the pipeline vs the bare model on pre-decoded batches (CPU here).
 
-    .venv/bin/python benchmarks/deep_bench.py [--clips 24] [--out benchmarks/out]
+    .venv/bin/python benchmarks/deep_bench.py [--clips 24] [--w2v-clips 64] [--reps 3] [--shard-size N]
+
 
 Weights are randomly initialised at the real sizes (R(2+1)D-18: 31.3 M parameters; wav2vec2-base: 95 M),
 registered through `pipeline models add --like` (the speed does not depend on the values). "Bare" =
 decode every clip first (PyAV), then run the same preprocessing + model on full batches in this process;
 "pipeline" = `pipeline extract` end to end (planning, decoding, batching across clips, writing the store)
-on a LocalCluster of 2 single-threaded workers vs the bare loop with torch using both cores.
+on a LocalCluster of 2 single-threaded workers vs the bare loop with torch using both cores. Each repetition
+runs bare, pipeline N and pipeline 2N back to back, so a noisy neighbour hits a repetition, not one column;
+the table gives every repetition and the median. Shards are sized as `pipeline extract` sizes them unless
+``--shard-size`` is given (fixed large shards on few clips leave one worker idle at the end).
 """
 
 from __future__ import annotations
@@ -63,46 +67,59 @@ def bare(name: str, overrides: dict, files: list[Path], models: Path) -> float:
     return time.perf_counter() - t
 
 
-def pipeline(name: str, overrides: dict, corpus: Path, store: Path, models: Path, limit: int) -> float:
+def pipeline(name: str, overrides: dict, corpus: Path, store: Path, models: Path, limit: int,
+             shard_size: int | None = None) -> float:
+    shutil.rmtree(store, ignore_errors=True)
     cluster = store.parent / "two.yaml"
     cluster.write_text("mode: local\nlocal: {n_workers: 2, threads_per_worker: 1}\n")
     sets = [x for k, v in overrides.items() for x in ("--set", f"{name}.{k}={v}")]
+    shard = ["--shard-size", str(shard_size)] if shard_size else []
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pipeline", "extract", "--dataset", "demo", "--root", str(corpus),
                     "--store", str(store), "--extractors", name, *sets, "--models", str(models), "--limit",
-                    str(limit), "--cluster", str(cluster), "--quiet", "--shard-size", "4"], check=True,
-                   capture_output=True)
+                    str(limit), "--cluster", str(cluster), "--quiet", *shard], check=True, capture_output=True)
     return time.perf_counter() - t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--clips", type=int, default=24, help="2N clips for R(2+1)D")
+    ap.add_argument("--w2v-clips", type=int, default=64, help="2N clips for wav2vec2 (its clips are cheap)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--shard-size", type=int, default=None)
+    ap.add_argument("--only", choices=["r2plus1d", "wav2vec2"], default=None)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/deep"))
     args = ap.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    corpus = generate(args.out / "corpus")
+    need = max(args.clips, args.w2v_clips)
+    corpus = generate(args.out / "corpus", clips_per_class=-(-need // 24))  # 6 speakers x 4 classes per step
     setup_models(args.out)
-    files = sorted(corpus.rglob("*.mp4"))[: args.clips]
     from pipeline import manifest
 
-    order = manifest.build("demo", corpus, args.clips)["media_path"].tolist()
-    files = [Path(p) for p in order]
-    rows = {}
-    for name, ov in (("r2plus1d", {"weights": "BENCH_R2P1D"}), ("wav2vec2", {"weights": "BENCH_W2V"})):
-        half = args.clips // 2
-        tb = bare(name, ov, files[half:], args.out / "models")  # the same clips as the marginal half below
-        t1 = pipeline(name, ov, corpus, args.out / f"{name}_a.zarr", args.out / "models", half)
-        t2 = pipeline(name, ov, corpus, args.out / f"{name}_b.zarr", args.out / "models", args.clips)
-        rows[name] = {"bare_s": tb, "pipeline_half_s": t1, "pipeline_all_s": t2, "marginal_s": t2 - t1,
-                      "ratio_marginal": tb / (t2 - t1), "ratio_end_to_end": 2 * tb / t2}
+    order = [Path(p) for p in manifest.build("demo", corpus, None)["media_path"]]
+    runs = [r for r in (("r2plus1d", {"weights": "BENCH_R2P1D"}, args.clips),
+                        ("wav2vec2", {"weights": "BENCH_W2V"}, args.w2v_clips)) if args.only in (None, r[0])]
+    rows: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
+    for rep in range(args.reps):
+        for name, ov, clips in runs:
+            half = clips // 2
+            tb = bare(name, ov, order[half:clips], args.out / "models")  # the same clips as the marginal half
+            t1 = pipeline(name, ov, corpus, args.out / f"{name}_a.zarr", args.out / "models", half, args.shard_size)
+            t2 = pipeline(name, ov, corpus, args.out / f"{name}_b.zarr", args.out / "models", clips, args.shard_size)
+            rows[name].append({"n": half, "bare_s": tb, "pipeline_half_s": t1, "pipeline_all_s": t2,
+                               "marginal_s": t2 - t1, "ratio_marginal": tb / (t2 - t1),
+                               "ratio_end_to_end": 2 * tb / t2})
+            print(name, rep, {k: round(v, 2) for k, v in rows[name][-1].items()}, flush=True)
     (args.out / "deep.json").write_text(json.dumps(rows, indent=1))
-    print("| extractor | bare model, N clips (s) | pipeline N / 2N clips (s) | marginal throughput ratio "
-          "| end-to-end ratio (2N) |\n|---|---|---|---|---|")
-    for n, r in rows.items():
-        print(f"| {n} | {r['bare_s']:.1f} | {r['pipeline_half_s']:.1f} / {r['pipeline_all_s']:.1f} | "
-              f"{r['ratio_marginal']:.2f} | {r['ratio_end_to_end']:.2f} |")
+    print("| extractor | N | rep | bare model, N clips (s) | pipeline N / 2N clips (s) | marginal throughput ratio "
+          "| end-to-end ratio (2N) |\n|---|---|---|---|---|---|---|")
+    for n, reps in rows.items():
+        for i, r in enumerate(reps):
+            print(f"| {n} | {r['n']} | {i + 1} | {r['bare_s']:.1f} | {r['pipeline_half_s']:.1f} / "
+                  f"{r['pipeline_all_s']:.1f} | {r['ratio_marginal']:.2f} | {r['ratio_end_to_end']:.2f} |")
+        print(f"| {n} | {reps[0]['n']} | median | | | {np.median([r['ratio_marginal'] for r in reps]):.2f} | "
+              f"{np.median([r['ratio_end_to_end'] for r in reps]):.2f} |")
 
 
 if __name__ == "__main__":

@@ -252,6 +252,8 @@ DRIVER_DASK_CONFIG = {"distributed.admin.low-level-log-length": 32}
 def client_for(cfg: ClusterConfig) -> Iterator[Session]:
     """A connected session; clusters it started are closed on exit."""
     import dask
+    import distributed  # noqa: F401 - its defaults must exist before the set: leaving the set restores the
+    # config as it was, and a namespace first created inside it would be removed (the next session: KeyError)
 
     with dask.config.set(DRIVER_DASK_CONFIG):
         yield from _client_for(cfg)

@@ -116,3 +116,23 @@ def test_the_driver_holds_only_a_window_of_submitted_tasks():
     assert sorted(done) == list(range(300))
     assert d.in_flight_max <= 2
     assert held <= 80, f"{held} of 300 finished tasks are still held by the driver"
+
+
+TWO_SESSIONS = """
+from pipeline import cluster
+cfg = cluster.ClusterConfig("local", {"n_workers": 1, "threads_per_worker": 1})
+for _ in range(2):
+    with cluster.client_for(cfg) as session:
+        print(sum(session.client.run(lambda: 1).values()))
+"""
+
+
+def test_one_process_opens_sessions_one_after_another():
+    """The driver's Dask settings are set for a session and restored after it; in a fresh interpreter
+    (distributed not yet imported) restoring used to drop all of distributed's defaults, so a second
+    extraction, verify or experiment step in the same process failed with KeyError."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", TWO_SESSIONS], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["1", "1"], out.stderr[-2000:]
