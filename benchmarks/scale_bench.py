@@ -1,12 +1,15 @@
 """Scale benchmark: what a corpus of N one-second clips costs the driver, the filesystem and a re-run.
 
-    .venv/bin/python benchmarks/scale_bench.py --sizes 2000 20000 [--plan-stubs 100000] [--out benchmarks/out]
+    .venv/bin/python benchmarks/scale_bench.py --sizes 2000 20000 [--plan-stubs 100000] [--replan-stubs 20000 100000]
+        [--out benchmarks/out]
 
 For each size: N one-second 16 kHz WAV clips (generated, 100 per folder) go through
 `pipeline extract --dataset folder --extractors logmel` (the default local cluster), as a user runs it.
 Measured: the driver process's peak RSS (polled, not its workers), files+folders in the store per clip,
 the unchanged re-run, `pipeline status` and `pipeline verify`. ``--plan-stubs`` times `extract --dry-run`
 over that many tiny stub files (plan time only; nothing is decoded) for both fingerprints.
+``--replan-stubs N ...`` measures an unchanged re-run's plan (driver RSS, plan time) at each N: stub clips and a
+store index saying every result is stored (1.1 M clips cannot be extracted on this machine in a session).
 Prints a Markdown table (also <out>/scale.md) for docs/scale.md.
 """
 
@@ -87,7 +90,7 @@ def one_size(n: int, tmp: Path) -> dict:
             "tasks": report["tasks"], "merged_parts": report["merged_parts"], "max_in_flight": report["max_in_flight"]}
 
 
-def plan_stubs(n: int, tmp: Path) -> dict:
+def stubs(n: int, tmp: Path) -> Path:
     root = tmp / f"stubs{n}"
     if not root.exists():
         for i in range(n):
@@ -95,12 +98,63 @@ def plan_stubs(n: int, tmp: Path) -> dict:
             if i % 1000 == 0:
                 d.mkdir(parents=True, exist_ok=True)
             (d / f"utt{i:07d}.wav").write_bytes(i.to_bytes(8, "little"))  # distinct content, nothing decodable
+    return root
+
+
+def plan_stubs(n: int, tmp: Path) -> dict:
+    root = stubs(n, tmp)
     out = {"stubs": n}
     for fp in ("content", "stat"):
         _, rss, o = timed(["extract", "--dataset", "folder", "--root", str(root), "--store", str(tmp / "stub.zarr"),
                            "--extractors", "logmel", "--dry-run", "--fingerprint", fp, "--quiet", "--json"])
         out[f"plan_{fp}_s"], out[f"plan_{fp}_rss_mb"] = json.loads(o)["plan_s"], rss
     return out
+
+
+def finished_store(root: Path, store: Path, per_part: int = 2048) -> int:
+    """A store whose index says every stub clip has its logmel result, native and aligned, in consolidated parts
+    of ``per_part`` clips, as a finished run leaves it (the arrays are not written: a dry run reads none).
+    The keys come from the same functions the planner uses, so a correct plan finds everything cached."""
+    import pyarrow as pa
+
+    from extractors import registry
+    from pipeline import cache_key, manifest, plan
+    from pipeline.config import ExtractConfig
+    from stores import index
+    from stores.feature_store import FeatureStore
+
+    shutil.rmtree(store, ignore_errors=True)
+    cfg = ExtractConfig("folder", str(root), str(store), {"logmel": {}})
+    clips, _ = manifest.build_with_refusals("folder", root, keep_refused=False)
+    ext_fp = registry.create("logmel", {}).fingerprint()
+    cols: dict[str, list] = {c: [] for c in ("clip_id", "stage", "view", "extractor", "key", "status", "part",
+                                             "offset", "length", "dim", "fingerprint", "duration", "committed_at")}
+    now = time.time_ns()
+    for i, src in enumerate(plan._sources(clips)):
+        fp = plan._fingerprint(src, cfg.fingerprint)
+        native = cache_key.native_key(fp, src.start, src.end, ext_fp, None)
+        for stage, view, key in (("native", "", native),
+                                 ("aligned", cfg.align.view, cache_key.aligned_key(native, cfg.align.key_fields()))):
+            for c, v in zip(cols, (src.clip_id, stage, view, "logmel", key, "ok",
+                                   f"{stage}/{view or '-'}/logmel/merged-{i // per_part:05d}", (i % per_part) * 100,
+                                   100, 64, fp, 1.0, now)):
+                cols[c].append(v)
+    fs = FeatureStore(str(store), create=True).fs
+    index.commit_table(fs, pa.table(cols), f"compacted-{now}")
+    return len(clips)
+
+
+def replan_stubs(n: int, tmp: Path) -> dict:
+    """An unchanged re-run's plan over ``n`` stub clips whose results are all stored: a dry run against
+    ``finished_store`` (the driver's re-run memory at corpus sizes too slow to extract here)."""
+    root, store = stubs(n, tmp), tmp / f"replan{n}.zarr"
+    finished_store(root, store)
+    wall, rss, o = timed(["extract", "--dataset", "folder", "--root", str(root), "--store", str(store),
+                          "--extractors", "logmel", "--dry-run", "--quiet", "--json"])
+    report = json.loads(o)
+    assert report["planned"] == 0, f"the re-plan of a finished store planned {report['planned']} clips"
+    shutil.rmtree(store, ignore_errors=True)
+    return {"stubs": n, "replan_s": report["plan_s"], "replan_wall_s": wall, "replan_rss_mb": rss}
 
 
 def order_costs(sizes: tuple[int, ...] = (20_000, 100_000, 400_000, 1_100_000)) -> dict[int, float]:
@@ -122,6 +176,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     ap.add_argument("--plan-stubs", type=int, default=0)
+    ap.add_argument("--replan-stubs", type=int, nargs="*", default=[])
     ap.add_argument("--tmp", type=Path, default=Path("/tmp/affect-scale"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     a = ap.parse_args()
@@ -145,6 +200,10 @@ def main() -> None:
                      f"content fingerprint {p['plan_content_s']:.1f} s "
                      f"({p['plan_content_rss_mb']:.0f} MB), stat fingerprint {p['plan_stat_s']:.1f} s "
                      f"({p['plan_stat_rss_mb']:.0f} MB)")
+    for n in a.replan_stubs:
+        r = replan_stubs(n, a.tmp)
+        lines.append(f"\nunchanged re-run's plan (dry run) over {n:,} stub clips, every result stored: "
+                     f"plan {r['replan_s']:.1f} s, driver peak RSS {r['replan_rss_mb']:.0f} MB")
     oc = order_costs()
     lines.append("\ntrainer epoch order (chunk-aware shuffle, parts of 8 clips): " +
                  ", ".join(f"{v:.3f} s at {k:,}" for k, v in oc.items()))

@@ -100,8 +100,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         cfg = replace(cfg, extractors={**cfg.extractors, **{t: {} for t in targets if t not in cfg.extractors}})
     if cfg.dry_run:
         store = FeatureStore(cfg.store) if _exists(cfg.store) else None
-        live = store.index() if store else index.empty()
-        p = plan.make_plan(cfg, live=live, manifest=clips)
+        p = plan.make_plan(cfg, clips, store.fs if store else None)
         plan_s = time.perf_counter() - t0
         report = _dry_run(cfg, p, store)
         report.plan_s = plan_s
@@ -109,11 +108,9 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
     store = FeatureStore(cfg.store, create=True)
     with StoreLock(store.fs), StopSignals(lambda line: console.print(line, highlight=False)) as stop:
         store.save_manifest(clips)
-        live = store.index()  # read once: the plan and the consolidation check share it
-        p = plan.make_plan(cfg, clips, live)
+        p = plan.make_plan(cfg, clips, store.fs)
         # a run with nothing to extract still finishes the consolidation an interrupted run left undone
-        needs_cluster = bool(p.work) or bool(consolidate.plan_merges(store, live))
-        del live  # not held through the run: the consolidation reads the index again
+        needs_cluster = bool(p.work) or consolidate.pending(store)
         for name, desc in p.descriptions.items():
             ext = registry.create(name, cfg.extractors[name])
             attrs = {**desc, "modality": ext.modality, "input": ext.input, "dim": ext.dim,

@@ -144,8 +144,11 @@ class PartWriter:
 
 def meta_from_row(row: dict) -> ClipMeta:
     """The clip facts stored with a native result (for re-aligning without decoding)."""
-    return ClipMeta(row.get("fingerprint") or "", float(row["duration"]),
-                    float(row["audio_duration"]), float(row["video_duration"]))
+    def num(v: object) -> float:  # null (None from Arrow, NaN from pandas): unknown
+        return math.nan if v is None else float(v)
+
+    return ClipMeta(row.get("fingerprint") or "", num(row["duration"]), num(row["audio_duration"]),
+                    num(row["video_duration"]))
 
 
 def decoded_meta(fingerprint: str, declared: float, audio_d: float, video_d: float) -> ClipMeta:

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from extractors import registry
 from pipeline import cache_key
 from pipeline.config import ExtractConfig
 from pipeline.decode import ClipSource
 from pipeline.face import face_key
+from stores import index
+from stores.fs import StoreFS
+from stores.live_lookup import ALIGNED, KEY_CHARS, NATIVE, LiveLookup
 
 
 @dataclass
@@ -41,9 +45,10 @@ class WorkList:
     """
 
     def __init__(self, manifest: pd.DataFrame, names: list[str], ext_fps: dict[str, str], extras: dict[str, Any],
-                 stored_rows: pd.DataFrame) -> None:
+                 stored_rows: pa.Table | None = None) -> None:
         self.manifest, self.names, self.ext_fps, self.extras = manifest, names, ext_fps, extras
-        self.stored_rows = stored_rows  # live native rows of align-only entries (positions in ``stored``)
+        # the index rows of stored results that tasks re-align or reuse (positions in ``stored``)
+        self.stored_rows = index.SCHEMA.empty_table() if stored_rows is None else stored_rows
         k = len(names)
         self.pos = np.zeros(0, dtype=np.int64)  # manifest row of each clip
         self.fps = np.zeros(0, dtype="S64")  # media fingerprint (hex)
@@ -89,7 +94,7 @@ class WorkList:
             fp = self.fps[i].decode()
             keys = {n: cache_key.native_key(fp, src.start, src.end, self.ext_fps[n], _extra(self.extras[n], src))
                     for n in self.names}
-            stored = {n: self.stored_rows.iloc[int(self.stored[i, j])].to_dict()
+            stored = {n: self.stored_rows.slice(int(self.stored[i, j]), 1).to_pylist()[0]
                       for j, n in enumerate(self.names) if self.stored[i, j] >= 0}
             out.append(ClipWork(src, fp, keys, [n for j, n in enumerate(self.names) if self.native[i, j]],
                                 [n for j, n in enumerate(self.names) if self.align[i, j]], stored))
@@ -152,8 +157,9 @@ def _fingerprint(src: ClipSource, mode: str = "content") -> str:
 CHUNK = 8192  # manifest rows planned at a time: per-clip Python objects never outlive their chunk
 
 
-def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) -> Plan:
-    """Which entries need work, planned ``CHUNK`` manifest rows at a time against the live index."""
+def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, fs: StoreFS | None) -> Plan:
+    """Which entries need work, planned ``CHUNK`` manifest rows at a time against the store's live index
+    (``fs``; None: no store yet). The index is read as compact columns (``LiveLookup``), not as rows."""
     exts = {name: registry.create(name, overrides) for name, overrides in cfg.extractors.items()}
     names = list(exts)
     descriptions = {name: e.describe() for name, e in exts.items()}
@@ -161,12 +167,10 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
     ext_fps = {n: e.fingerprint() for n, e in exts.items()}
     extras = {n: face_key(cfg.face) if e.input == "faces" else "text" if e.input == "text" else None
               for n, e in exts.items()}
-    native_live = live[live["stage"] == "native"].reset_index(drop=True)
-    aligned_live = live[(live["stage"] == "aligned") & (live["view"] == cfg.align.view)].reset_index(drop=True)
-    native_at, aligned_at = _lookup(native_live), _lookup(aligned_live)
-    by_key = _key_lookup(native_live)
+    clip_ids = pa.array(manifest["clip_id"], pa.string()) if len(manifest) else pa.array([], pa.string())
+    live = LiveLookup(fs, clip_ids, names, cfg.align.view)
     cached = {n: 0 for n in names}
-    work = WorkList(manifest, names, ext_fps, extras, native_live)
+    work = WorkList(manifest, names, ext_fps, extras)
     chunks = []
     with ThreadPoolExecutor(16) as pool:
         for lo in range(0, len(manifest), CHUNK):
@@ -175,30 +179,25 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
             n = len(sources)
             native, to_align = np.zeros((n, len(names)), bool), np.zeros((n, len(names)), bool)
             stored = np.full((n, len(names)), -1, dtype=np.int64)
-            ids = [s.clip_id for s in sources]
             readable = np.asarray([bool(fp) for fp in fps], dtype=bool)  # once per chunk, not per extractor
             for j, name in enumerate(names):
                 keys = [cache_key.native_key(fp, s.start, s.end, ext_fps[name], _extra(extras[name], s))
                         for s, fp in zip(sources, fps)]
-                row = native_at(ids, name)
-                have = row >= 0
-                hit = have.copy()
-                hit[have] = ((native_live["key"].to_numpy()[row[have]] == np.asarray(keys, dtype=object)[have])
-                             & (native_live["status"].to_numpy()[row[have]] == "ok"))
-                hit &= readable & (not cfg.force)
+                kb = np.asarray(keys, dtype=f"S{KEY_CHARS}")
+                row = live.rows(NATIVE, j, lo, lo + n)
+                hit = live.matches(row, kb, ("ok",)) & readable & (not cfg.force)
                 # the same result stored under another clip id (e.g. a CSV manifest naming the clips of an
                 # earlier folder run differently): reused, never recomputed; the task commits it under this id
-                other = by_key(keys) if not cfg.force else np.full(n, -1, dtype=np.int64)
-                moved = ~hit & (other >= 0) & readable
+                other = np.full(n, -1, dtype=np.int64)
+                miss = ~hit & readable
+                if miss.any() and not cfg.force:
+                    other[miss] = live.find_key(j, kb[miss])
+                moved = ~hit & (other >= 0)
                 row[moved] = other[moved]
                 native[:, j] = to_align[:, j] = ~(hit | moved)
                 cached[name] += int(hit.sum() + moved.sum())
-                arow = aligned_at(ids, name)
-                akeys = np.asarray([cache_key.aligned_key(k, align) for k in keys], dtype=object)
-                ahave = arow >= 0
-                aok = np.zeros(n, bool)
-                aok[ahave] = ((aligned_live["key"].to_numpy()[arow[ahave]] == akeys[ahave])
-                              & np.isin(aligned_live["status"].to_numpy()[arow[ahave]], ["ok", "excluded"]))
+                akeys = np.asarray([cache_key.aligned_key(k, align) for k in keys], dtype=f"S{KEY_CHARS}")
+                aok = live.matches(live.rows(ALIGNED, j, lo, lo + n), akeys, ("ok", "excluded"))
                 realign = (hit & ~aok) | moved
                 to_align[:, j] |= realign
                 stored[realign, j] = row[realign]
@@ -206,37 +205,10 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, live: pd.DataFrame) ->
             chunks.append((np.arange(lo, lo + n)[need], np.asarray(fps, dtype="S64")[need], native[need],
                            to_align[need], stored[need]))
     work.extend(chunks)
+    entries = np.unique(work.stored[work.stored >= 0])  # the stored results tasks read: their whole rows
+    work.stored_rows = live.full_rows(entries)
+    work.stored[work.stored >= 0] = np.searchsorted(entries, work.stored[work.stored >= 0])
     return Plan(uuid.uuid4().hex[:12], len(manifest), work, cached, descriptions)
-
-
-def _key_lookup(rows: pd.DataFrame) -> Callable[[list[str]], np.ndarray]:
-    """native keys -> the position of an ok row holding that result under any clip id (-1: none)."""
-    ok = rows.index[rows["status"] == "ok"]
-    keys = rows["key"].to_numpy()[ok]
-    first = ~pd.Index(keys).duplicated()
-    at = pd.Index(keys[first])
-    pos = np.asarray(ok)[first]
-
-    def find(wanted: list[str]) -> np.ndarray:
-        if not len(at):
-            return np.full(len(wanted), -1, dtype=np.int64)
-        i = at.get_indexer(wanted)
-        return np.where(i >= 0, pos[np.maximum(i, 0)], -1)
-
-    return find
-
-
-def _lookup(rows: pd.DataFrame) -> Callable[[list[str], str], np.ndarray]:
-    """(clip ids, extractor) -> the positions of their rows in ``rows`` (-1: none), through one hash index
-    (no per-row Python object: a re-run of 1.1 M clips looks up every entry)."""
-    at = pd.MultiIndex.from_arrays([rows["clip_id"].astype(str), rows["extractor"].astype(str)])
-
-    def find(ids: list[str], extractor: str) -> np.ndarray:
-        if not len(at):
-            return np.full(len(ids), -1, dtype=np.int64)
-        return at.get_indexer(pd.MultiIndex.from_arrays([ids, [extractor] * len(ids)]))
-
-    return find
 
 
 MAX_AUTO_SHARD = 16

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fsspec
@@ -94,6 +94,15 @@ class StoreFS:
         rows of a large index file never holds all of it."""
         with self.fs.open(self.path(rel), "rb") as f:
             return pq.read_table(f, filters=filters)
+
+    def iter_parquet(self, rel: str, columns: list[str], batch_rows: int = 65536) -> Iterator[pa.Table]:
+        """``columns`` of a Parquet file (those it has), ``batch_rows`` rows at a time: a reader of a
+        million-row index holds one batch, not the file."""
+        with self.fs.open(self.path(rel), "rb") as f:
+            pf = pq.ParquetFile(f)
+            have = [c for c in columns if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=have):
+                yield pa.Table.from_batches([batch])
 
     def write_parquet(self, rel: str, table: pa.Table) -> None:
         self.write_atomic(rel, lambda f: pq.write_table(table, f, compression="zstd"))

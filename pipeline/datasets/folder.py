@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import posixpath
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.compute as pc
 
+from pipeline.datasets import scan
 from pipeline.errors import ConfigError
 from pipeline.manifest import DatasetAdapter, register_dataset
 
@@ -23,14 +27,11 @@ class FolderDataset(DatasetAdapter):
         if not root.is_dir():
             raise ConfigError(f"--root {root} is a file; --dataset folder takes a folder of media files (for a CSV "
                               "or Parquet list of clips, with labels or segments, use --dataset csv)")
-        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
-        rows = []
-        for p in paths:
-            rel = p.relative_to(root)
-            rows.append({
-                "clip_id": rel.with_suffix("").as_posix(),
-                "speaker": rel.parent.as_posix() if rel.parent != Path(".") else "",
-                "session": "",
-                "media_path": str(p.resolve()),
-            })
-        return pd.DataFrame(rows, columns=["clip_id", "speaker", "session", "media_path"])
+        base = str(root.resolve())
+
+        def row(path: str) -> tuple[str, str, str, str]:
+            rel = os.path.relpath(path, base).replace(os.sep, "/")
+            return os.path.splitext(rel)[0], posixpath.dirname(rel), "", path
+
+        t = scan.columns(scan.files(base, MEDIA_SUFFIXES), row, ["clip_id", "speaker", "session", "media_path"])
+        return t.take(pc.sort_indices(t, [("media_path", "ascending")])).to_pandas()

@@ -8,11 +8,16 @@ Facts: ../shared/reference/corpora.md section 1.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from pipeline.datasets import scan
 from pipeline.errors import ConfigError
 from pipeline.manifest import DatasetAdapter, register_dataset
 
@@ -43,22 +48,35 @@ class VoxCeleb2(DatasetAdapter):
     expected = {"speakers": 6112}
 
     def manifest(self, root: Path) -> pd.DataFrame:
-        utts: dict[str, dict] = {}
+        base = str(root.resolve())
+
+        def row(path: str) -> tuple[str, ...] | None:
+            folder, name = os.path.split(path)
+            folder, yt = os.path.split(folder)
+            spk = os.path.basename(folder)
+            if not SPEAKER.match(spk):
+                return None
+            rel = tuple(os.path.relpath(path, base).split(os.sep))
+            return f"{spk}-{yt}-{os.path.splitext(name)[0]}", spk, yt, _tree_split(rel), path
+
+        names = ["clip_id", "speaker", "session", "tree_split", "path"]
+        trees = []
         for suffix, col in ((".mp4", "video"), (".m4a", "audio")):
-            for p in root.rglob(f"*{suffix}"):
-                spk, yt, utt = p.parent.parent.name, p.parent.name, p.stem
-                if not SPEAKER.match(spk) or p.name.startswith("._"):
-                    continue
-                row = utts.setdefault(f"{spk}-{yt}-{utt}", {"clip_id": f"{spk}-{yt}-{utt}", "speaker": spk,
-                                                            "session": yt, "tree_split": ""})
-                row[col] = str(p.resolve())
-                row["tree_split"] = row["tree_split"] or _tree_split(p.relative_to(root).parts)
-        if not utts:
+            t = scan.columns(scan.files(base, {suffix}), row, names)
+            t = t.take(pc.sort_indices(t, [("path", "ascending")]))  # the first of a clip's copies wins
+            codes = pc.dictionary_encode(t["clip_id"]).combine_chunks().indices.to_numpy()
+            trees.append(t.take(pa.array(np.sort(np.unique(codes, return_index=True)[1]), pa.int64()))
+                         .rename_columns([*names[:-1], col]))
+        if not sum(len(t) for t in trees):
             raise ConfigError(f"voxceleb2: no idXXXXX/<ytid>/NNNNN.mp4 or .m4a under {root}")
-        df = pd.DataFrame(list(utts.values())).sort_values("clip_id").reset_index(drop=True)
-        for col in ("video", "audio"):
-            if col not in df:
-                df[col] = None
+        both = trees[0].join(trees[1], keys="clip_id", join_type="full outer", left_suffix="", right_suffix="_a",
+                             coalesce_keys=True)
+        for c in ("speaker", "session", "tree_split"):  # from the mp4 where it says, else from the m4a
+            mine = pc.fill_null(pc.not_equal(both[c], ""), False)
+            both = both.set_column(both.schema.get_field_index(c), c,
+                                   pc.if_else(mine, both[c], pc.coalesce(both[f"{c}_a"], both[c])))
+        both = both.drop_columns([f"{c}_a" for c in ("speaker", "session", "tree_split")])
+        df = both.take(pc.sort_indices(both, [("clip_id", "ascending")])).to_pandas()
         df["media_path"] = df["video"].fillna(df["audio"])
         df["m4a_path"] = df["audio"]  # the mp4 carries the same audio track; decode-once uses the mp4's own
         metas = sorted(root.rglob("vox2_meta.csv"))

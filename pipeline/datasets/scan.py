@@ -1,0 +1,45 @@
+"""Walking a corpus tree into manifest columns without a Python object per file kept.
+
+A VoxCeleb2 tree holds ~2.2 M media files. Collected as ``Path`` objects and one dict per row, listing it
+cost the driver ~1 KB per clip at its peak (~1.2 GB before any work); here paths are plain strings from
+``os.scandir`` and the columns go into Arrow every ``BATCH`` rows, so the peak is the Arrow columns.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pyarrow as pa
+
+BATCH = 65536
+
+
+def files(root: str, suffixes: set[str]) -> Iterator[str]:
+    """Every file under ``root`` whose suffix (lower-cased) is in ``suffixes``; symlinked folders are not
+    followed (as ``Path.rglob``), hidden AppleDouble files (``._name``) are skipped."""
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif (os.path.splitext(e.name)[1].lower() in suffixes and not e.name.startswith("._")
+                      and e.is_file()):
+                    yield e.path
+
+
+def columns(paths: Iterator[str], row: Callable[[str], tuple | None], names: list[str]) -> pa.Table:
+    """A table of ``row(path)`` for every path (None: not a clip), built ``BATCH`` rows at a time."""
+    tables, pending = [], []
+    for p in paths:
+        r = row(p)
+        if r is not None:
+            pending.append(r)
+        if len(pending) >= BATCH:
+            tables.append(pa.table(list(map(list, zip(*pending))), names=names))
+            pending = []
+    if pending:
+        tables.append(pa.table(list(map(list, zip(*pending))), names=names))
+    schema = pa.schema([(n, pa.string()) for n in names])
+    return pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
