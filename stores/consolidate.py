@@ -51,25 +51,39 @@ class Merge:
 def plan_merges(store: FeatureStore, live: pd.DataFrame, target_bytes: int = TARGET_BYTES) -> list[Merge]:
     """Merges of small parts, at most ``target_bytes`` each; parts already half the target stay as they are.
     Without rows: the merge task reads its own (``merge``), so the driver never holds the index's rows."""
+    return merges_of(store, part_bytes(live), target_bytes)
+
+
+def part_bytes(live: pd.DataFrame) -> dict[tuple[str, str, str, str], int]:
+    """Uncompressed values of the ok rows per (stage, view, extractor, part)."""
     ok = live[live["status"] == "ok"]
     if ok.empty:
-        return []
+        return {}
     nbytes = ok["length"].astype(np.int64) * ok["dim"].astype(np.int64) * 4
-    per_part = nbytes.groupby(ok["part"]).sum()
-    small = ok[ok["part"].map(per_part) < target_bytes // 2]
+    sums = nbytes.groupby([ok["stage"], ok["view"], ok["extractor"], ok["part"]]).sum()
+    return {tuple(str(x) for x in k): int(v) for k, v in sums.items()}
+
+
+def merges_of(store: FeatureStore, per_part: dict[tuple[str, str, str, str], int],
+              target_bytes: int = TARGET_BYTES) -> list[Merge]:
+    """``plan_merges`` from bytes per part: the parts under half the target, grouped like with like."""
+    small: dict[tuple[str, str, str], list[str]] = {}
+    for (stage, view, ext, part), size in sorted(per_part.items()):
+        if size < target_bytes // 2:
+            small.setdefault((stage, view, ext), []).append(part)
     merges = []
-    for (stage, view, ext), rows in small.groupby(["stage", "view", "extractor"], sort=True):
-        parts = sorted(rows["part"].unique())
+    for (stage, view, ext), parts in small.items():
         conf = {p: store.has_array(p, "confidence") for p in parts}  # merge like with like
         for has_conf in (False, True):
             group: list[str] = []
             size = 0
             for p in (p for p in parts if conf[p] == has_conf):
-                if group and size + per_part[p] > target_bytes:
+                nbytes = per_part[(stage, view, ext, p)]
+                if group and size + nbytes > target_bytes:
                     merges += _merge(store, stage, view, ext, group)
                     group, size = [], 0
                 group.append(p)
-                size += int(per_part[p])
+                size += nbytes
             merges += _merge(store, stage, view, ext, group)
     return merges
 
@@ -141,26 +155,23 @@ def plan_store_merges(url: str, target_bytes: int = TARGET_BYTES) -> list[Merge]
 
 def pending(store: FeatureStore, target_bytes: int = TARGET_BYTES) -> bool:
     """Whether the store has consolidation left to do: several index files (a run stopped before compacting)
-    or two small parts of one (stage, view, extractor). Streams the one compacted file (its rows are live)
-    and keeps bytes per part, so an unchanged re-run of a large store checks this without holding its rows;
-    a rare over-count (duplicate rows) only skips a merge, never loses a row."""
+    or merges ``plan_merges`` would plan. Streams the one compacted file (its rows are live) into bytes per
+    part, so an unchanged re-run of a large store decides this without holding the index's rows."""
     paths = index.files(store.fs) if store.fs.exists(index.INDEX_DIR) else []
     if len(paths) != 1:
         return len(paths) > 1
-    per_part: dict[tuple, int] = {}
     group = ["stage", "view", "extractor", "part"]
+    per_part: dict[tuple[str, str, str, str], int] = {}
     for t in store.fs.iter_parquet(paths[0], [*group, "status", "length", "dim"]):
-        t = index.conform(t).filter(pc.equal(t["status"], "ok"))
+        t = index.conform(t)
+        t = t.filter(pc.equal(t["status"], "ok"))
         nbytes = pc.multiply(pc.cast(t["length"], pa.int64()), pc.multiply(pc.cast(t["dim"], pa.int64()), 4))
         sums = t.select(group).append_column("nbytes", nbytes).group_by(group).aggregate([("nbytes", "sum")])
         for row in sums.to_pylist():
             g = tuple(row[c] for c in group)
-            per_part[g] = per_part.get(g, 0) + (row["nbytes_sum"] or 0)
-    small: dict[tuple, int] = {}
-    for g, size in per_part.items():
-        if size < target_bytes // 2:
-            small[g[:3]] = small.get(g[:3], 0) + 1
-    return any(count >= 2 for count in small.values())
+            if None not in g:  # as pandas' groupby in ``part_bytes``: rows without a part are not merged
+                per_part[g] = per_part.get(g, 0) + (row["nbytes_sum"] or 0)
+    return bool(merges_of(store, per_part, target_bytes))
 
 
 def merge(m: Merge) -> int:

@@ -67,7 +67,7 @@ class LiveLookup:
     def _read(self, clip_ids: pa.Array) -> dict[str, np.ndarray]:
         """Every index row of ``names`` (native, or aligned in ``view``) as compact columns."""
         n, names = len(clip_ids), pa.array(self.names, pa.string())
-        others: dict[str, int] = {}  # clip ids outside the manifest (another dataset's clips in one store)
+        outside: list[pa.ChunkedArray] = []  # clip ids outside the manifest (another dataset's clips in one store)
         out: dict[str, list[np.ndarray]] = {c: [] for c in ("clip", "stage", "ext", "key", "status", "committed",
                                                             "src")}
         for f, path in enumerate(self.paths):
@@ -82,8 +82,7 @@ class LiveLookup:
                 if len(sel):
                     t = t.take(pa.array(sel))
                     clip = pc.fill_null(pc.index_in(t["clip_id"], value_set=clip_ids), -1).to_numpy().astype(np.int64)
-                    for i in np.flatnonzero(clip < 0):  # rare: Python objects only for clips outside the manifest
-                        clip[i] = n + others.setdefault(str(t["clip_id"][int(i)]), len(others))
+                    outside.append(t["clip_id"].filter(pa.array(clip < 0)))
                     status = pc.fill_null(pc.index_in(t["status"], value_set=pa.array(STATUS)), len(STATUS))
                     out["clip"].append(clip)
                     out["stage"].append(np.where(aligned[sel], ALIGNED, NATIVE).astype(np.int8))
@@ -93,6 +92,11 @@ class LiveLookup:
                     out["committed"].append(pc.fill_null(t["committed_at"], 0).to_numpy().astype(np.int64))
                     out["src"].append((np.int64(f) << 40) | (row0 + sel))
                 row0 += len(ext)
+        if outside:  # codes n, n+1, ... for clips outside the manifest, one per distinct id, in read order
+            clip = np.concatenate(out["clip"])
+            codes = pc.dictionary_encode(pa.chunked_array(outside, pa.string()).combine_chunks()).indices
+            clip[clip < 0] = n + codes.to_numpy().astype(np.int64)
+            out["clip"] = [clip]
         empty = {"clip": np.int64, "stage": np.int8, "ext": np.int16, "key": f"S{KEY_CHARS}", "status": np.int8,
                  "committed": np.int64, "src": np.int64}
         return {c: np.concatenate(v) if v else np.zeros(0, empty[c]) for c, v in out.items()}

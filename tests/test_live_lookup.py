@@ -36,13 +36,15 @@ def store(tmp_path) -> FeatureStore:
         rows += [_row(f"c{i}", "native", "a", _key(i, "a")), _row(f"c{i}", "native", "b", _key(i, "b")),
                  _row(f"c{i}", "aligned", "a", _key(i, "a", 5), view="5hz"),
                  _row(f"c{i}", "aligned", "a", _key(i, "a", 10), view="10hz")]
+    rows.append(_row("gone", "native", "a", _key("gone")))  # outside every manifest below; fails later
     index.commit(s.fs, rows, "first")
     time.sleep(0.01)
     # newer commits: c3's native a failed on a re-run; c5 got a new key; a clip outside the manifest has c7's result
     index.commit(s.fs, [_row("c3", "native", "a", _key(3, "a"), status="failed", reason="boom"),
                         _row("c5", "native", "a", "f" * KEY_CHARS),
                         _row("elsewhere", "native", "a", _key(7, "a"), offset=99),
-                        _row("c9", "native", "a", "short-legacy-key")], "second")
+                        _row("c9", "native", "a", "short-legacy-key"),
+                        _row("gone", "native", "a", _key("gone"), status="failed")], "second")
     return s
 
 
@@ -51,7 +53,7 @@ def test_newest_row_wins_and_only_planned_rows_are_kept(store):
     live = LiveLookup(store.fs, ids, ["a"], "5hz", batch_rows=7)  # batches smaller than a file
     # kept: 40 native a + 40 aligned 5hz + "elsewhere" (outside the manifest, still findable by key);
     # not kept: extractor b, the 10hz view, superseded rows
-    assert len(live) == 81
+    assert len(live) == 82  # and "gone": its two rows, in two files and batches, are one entry
     row = live.rows(NATIVE, 0, 0, 30)
     keys = np.asarray([_key(i, "a") for i in range(30)], dtype=f"S{KEY_CHARS}")
     hit = live.matches(row, keys, ("ok",))
@@ -68,6 +70,7 @@ def test_find_key_reaches_clips_outside_the_manifest_and_full_rows_reads_them_ba
     wanted = np.asarray([_key(7, "a"), _key(12, "a"), "0" * KEY_CHARS], dtype=f"S{KEY_CHARS}")
     found = live.find_key(0, wanted)
     assert found[2] == -1 and (found[:2] >= 0).all()
+    assert live.find_key(0, np.asarray([_key("gone")], dtype=f"S{KEY_CHARS}")).tolist() == [-1]  # newest: failed
     assert live.find_key(1, wanted[:2]).tolist() == [-1, -1]  # extractor b holds other keys
     b = live.rows(NATIVE, 1, 0, 30)
     rows = live.full_rows(np.asarray([found[1], b[29], found[0]]))  # across files and batches, in this order
