@@ -71,8 +71,7 @@ class LiveLookup:
         out: dict[str, list[np.ndarray]] = {c: [] for c in ("clip", "stage", "ext", "key", "status", "committed",
                                                             "src")}
         for f, path in enumerate(self.paths):
-            row0 = 0
-            for t in self.fs.iter_parquet(path, _COLUMNS, self.batch_rows):
+            for row0, t in self._batches(path, _COLUMNS):
                 t = index.conform(t).select(_COLUMNS)
                 ext = pc.fill_null(pc.index_in(t["extractor"], value_set=names), -1).to_numpy().astype(np.int64)
                 native = pc.fill_null(pc.equal(t["stage"], "native"), False).to_numpy(zero_copy_only=False)
@@ -91,7 +90,6 @@ class LiveLookup:
                     out["status"].append(status.to_numpy().astype(np.int8))
                     out["committed"].append(pc.fill_null(t["committed_at"], 0).to_numpy().astype(np.int64))
                     out["src"].append((np.int64(f) << 40) | (row0 + sel))
-                row0 += len(ext)
         if outside:  # codes n, n+1, ... for clips outside the manifest, one per distinct id, in read order
             clip = np.concatenate(out["clip"])
             codes = pc.dictionary_encode(pa.chunked_array(outside, pa.string()).combine_chunks()).indices
@@ -135,7 +133,7 @@ class LiveLookup:
         n = 0
         for f in np.unique(files):
             want = np.flatnonzero(files == f)
-            for lo, t in self._batches(self.paths[int(f)]):
+            for lo, t in self._batches(self.paths[int(f)], index.SCHEMA.names):
                 hit = want[(rows[want] >= lo) & (rows[want] < lo + len(t))]
                 if len(hit):
                     got.append(index.conform(t).take(pa.array(rows[hit] - lo)))
@@ -143,12 +141,13 @@ class LiveLookup:
                     n += len(hit)
         return pa.concat_tables(got).take(pa.array(where))
 
-    def _batches(self, path: str) -> Iterator[tuple[int, pa.Table]]:
+    def _batches(self, path: str, columns: list[str]) -> Iterator[tuple[int, pa.Table]]:
+        """(first row, batch) of one index file; a file gone mid-plan is a one-line error, not a traceback."""
         lo = 0
         try:
-            for t in self.fs.iter_parquet(path, index.SCHEMA.names, self.batch_rows):
+            for t in self.fs.iter_parquet(path, columns, self.batch_rows):
                 yield lo, t
                 lo += len(t)
         except FileNotFoundError:
-            raise RuntimeError(f"plan: the store's index file {path} went away while planning (another run "
-                               "compacted it); run the command again") from None
+            raise FileNotFoundError(f"plan: the store's index file {path} went away while planning (a run "
+                                    "beside this one compacted it); run the command again") from None

@@ -110,3 +110,11 @@ def test_pending_consolidation_is_decided_from_the_streamed_index(tmp_path):
     index.commit(one_each.fs, [_row("c0", "native", "a", _key(0)), _row("c0", "native", "b", _key(1))], "only")
     assert not consolidate.pending(one_each)
     assert not consolidate.pending(FeatureStore(str(tmp_path / "u.zarr"), create=True))
+
+
+def test_an_index_file_compacted_away_mid_plan_is_a_one_line_error(store):
+    live = LiveLookup(store.fs, pa.array(["c1"], pa.string()), ["a"], "5hz")
+    for path in index.files(store.fs):  # what a run beside this one does when it compacts
+        store.fs.rm(path)
+    with pytest.raises(FileNotFoundError, match=r"^plan: the store's index file .* run the command again$"):
+        live.full_rows(live.rows(NATIVE, 0, 0, 1))
