@@ -8,8 +8,10 @@ registered through `pipeline models add --like` (the speed does not depend on th
 decode every clip first (PyAV), then run the same preprocessing + model on full batches in this process;
 "pipeline" = `pipeline extract` end to end (planning, decoding, batching across clips, writing the store)
 on a LocalCluster of 2 single-threaded workers vs the bare loop with torch using both cores. Each repetition
-runs bare, pipeline N and pipeline 2N back to back, so a noisy neighbour hits a repetition, not one column;
-the table gives every repetition and the median. Shards are sized as `pipeline extract` sizes them unless
+runs bare, pipeline N, pipeline 2N and bare again back to back and compares the pipeline with the mean of
+the two bare runs around it (this shared machine's speed drifts by ±10 % over minutes; the bracket cancels
+a linear drift, and the two bare times show how much it moved); the table gives every repetition and the
+median. Shards are sized as `pipeline extract` sizes them unless
 ``--shard-size`` is given (fixed large shards on few clips leave one worker idle at the end).
 """
 
@@ -104,19 +106,23 @@ def main() -> None:
     for rep in range(args.reps):
         for name, ov, clips in runs:
             half = clips // 2
-            tb = bare(name, ov, order[half:clips], args.out / "models")  # the same clips as the marginal half
+            before = bare(name, ov, order[half:clips], args.out / "models")  # the clips of the marginal half
             t1 = pipeline(name, ov, corpus, args.out / f"{name}_a.zarr", args.out / "models", half, args.shard_size)
             t2 = pipeline(name, ov, corpus, args.out / f"{name}_b.zarr", args.out / "models", clips, args.shard_size)
-            rows[name].append({"n": half, "bare_s": tb, "pipeline_half_s": t1, "pipeline_all_s": t2,
+            after = bare(name, ov, order[half:clips], args.out / "models")
+            tb = (before + after) / 2
+            rows[name].append({"n": half, "bare_before_s": before, "bare_after_s": after, "bare_s": tb,
+                               "pipeline_half_s": t1, "pipeline_all_s": t2,
                                "marginal_s": t2 - t1, "ratio_marginal": tb / (t2 - t1),
                                "ratio_end_to_end": 2 * tb / t2})
             print(name, rep, {k: round(v, 2) for k, v in rows[name][-1].items()}, flush=True)
     (args.out / "deep.json").write_text(json.dumps(rows, indent=1))
-    print("| extractor | N | rep | bare model, N clips (s) | pipeline N / 2N clips (s) | marginal throughput ratio "
-          "| end-to-end ratio (2N) |\n|---|---|---|---|---|---|---|")
+    print("| extractor | N | rep | bare model, N clips: before / after (s) | pipeline N / 2N clips (s) "
+          "| marginal throughput ratio | end-to-end ratio (2N) |\n|---|---|---|---|---|---|---|")
     for n, reps in rows.items():
         for i, r in enumerate(reps):
-            print(f"| {n} | {r['n']} | {i + 1} | {r['bare_s']:.1f} | {r['pipeline_half_s']:.1f} / "
+            print(f"| {n} | {r['n']} | {i + 1} | {r['bare_before_s']:.1f} / {r['bare_after_s']:.1f} | "
+                  f"{r['pipeline_half_s']:.1f} / "
                   f"{r['pipeline_all_s']:.1f} | {r['ratio_marginal']:.2f} | {r['ratio_end_to_end']:.2f} |")
         print(f"| {n} | {reps[0]['n']} | median | | | {np.median([r['ratio_marginal'] for r in reps]):.2f} | "
               f"{np.median([r['ratio_end_to_end'] for r in reps]):.2f} |")

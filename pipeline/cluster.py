@@ -181,9 +181,11 @@ class Session:
             info = self.client.scheduler_info()
         return info.get("workers", {})
 
-    def slots(self) -> int:
-        """Task slots (worker threads) now, or the configured number while workers are still starting."""
-        n = sum(int(w.get("nthreads", 1)) for w in self.workers().values())
+    def slots(self, workers: dict[str, dict] | None = None) -> int:
+        """Task slots (worker threads) now, or the configured number while workers are still starting;
+        ``workers`` as ``workers()`` just returned it saves asking the scheduler again."""
+        workers = self.workers() if workers is None else workers
+        n = sum(int(w.get("nthreads", 1)) for w in workers.values())
         if n:
             return n
         if self.cfg.mode == "jobqueue":
@@ -210,7 +212,7 @@ class Session:
         self.resubmitted += len(lost)
         return len(lost)
 
-    def exposure_warnings(self) -> list[str]:
+    def exposure_warnings(self, workers: dict[str, dict] | None = None) -> list[str]:
         """One line per address of this run that is reachable from outside the machine."""
         found: dict[str, str] = {}
         try:
@@ -218,7 +220,7 @@ class Session:
         except Exception:  # noqa: BLE001 - warnings are best effort
             return []
         found[info.get("address", "")] = "scheduler"
-        for addr, w in self.workers().items():
+        for addr, w in (self.workers() if workers is None else workers).items():
             found.setdefault(addr, "worker")
             if (w.get("services") or {}).get("dashboard"):
                 host = urlparse(addr).hostname or ""

@@ -5,6 +5,9 @@ and submitted as earlier ones finish, so its memory does not grow with the corpu
 watches the cluster: lost jobs are replaced (dask-jobqueue, with a cap), and when no worker has been
 there for ``no_workers_timeout`` seconds the run stops with a clear message instead of waiting forever.
 
+The cluster is asked about its workers once a second, not on every poll: on a cluster of hundreds of
+workers each answer lists all of them, and the scheduler that makes it also schedules the tasks.
+
 The main loop never blocks on a future: results are fetched in the background (``as_completed`` with
 results), because a finished task's result can be lost with its worker before the driver reads it, and a
 blocking ``result()`` would then wait for a recomputation that needs the very replacements this loop submits.
@@ -37,6 +40,7 @@ class Dispatcher:
         self.in_flight_max = 0  # the largest number of tasks submitted at once (tests check the bound)
         self._warned: set[str] = set()
         self._workers_seen = -1
+        self._slots = 0
 
     def run(self, fn: Callable[[Any], Any], items: Iterable[Any], key: Callable[[Any], str],
             on_done: Callable[[Any, Any], None], on_error: Callable[[Any, BaseException], None],
@@ -50,9 +54,10 @@ class Dispatcher:
         ac = as_completed(with_results=True, raise_errors=False)
         exhausted = False
         last_check, no_workers_since = 0.0, None
+        self._slots = self.session.slots()
         while True:
             if not exhausted and not self.stop.requested:
-                window = max(2, self.per_slot * self.session.slots())
+                window = max(2, self.per_slot * self._slots)
                 while len(pending) < window:
                     item = next(source, None)
                     if item is None:
@@ -98,15 +103,17 @@ class Dispatcher:
             self.session.client.cancel(list(pending))
 
     def _watch(self, since: float | None, now: float) -> float | None:
-        """Replace lost jobs; warn (once each) about addresses reachable from other machines; raise NoWorkers
-        after the timeout without any worker."""
-        self._warn_exposure()
+        """Replace lost jobs; warn (once each) about addresses reachable from other machines; refresh the
+        task slots; raise NoWorkers after the timeout without any worker."""
+        workers = self.session.workers()
+        self._slots = self.session.slots(workers)
+        self._warn_exposure(workers)
         replaced = self.session.replace_lost_jobs()
         if replaced:
             s = self.session
             self.console.print(f"{replaced} worker job(s) lost; submitted replacements "
                                f"({s.resubmitted} of at most {s.max_resubmissions} for this run)", highlight=False)
-        if self.session.workers():
+        if workers:
             return None
         if since is None:
             return now
@@ -119,13 +126,12 @@ class Dispatcher:
             raise NoWorkers(f"no Dask worker for {timeout:g} s (no_workers_timeout in the cluster file){extra}")
         return since
 
-    def _warn_exposure(self) -> None:
+    def _warn_exposure(self, workers: dict[str, dict]) -> None:
         """Checked whenever the number of workers changes: new workers may bind other addresses."""
-        n = len(self.session.workers())
-        if n == self._workers_seen:
+        if len(workers) == self._workers_seen:
             return
-        self._workers_seen = n
-        for line in self.session.exposure_warnings():
+        self._workers_seen = len(workers)
+        for line in self.session.exposure_warnings(workers):
             if line not in self._warned:
                 self._warned.add(line)
                 self.console.print(f"warning: {line}", highlight=False, markup=False)

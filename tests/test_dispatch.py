@@ -107,15 +107,21 @@ def test_the_driver_holds_only_a_window_of_submitted_tasks():
                                                      "memory_limit": "1GiB"})
     done: list[int] = []
     with cluster.client_for(cfg) as session:
+        asked = []  # the scheduler lists every worker per question: once a second, not once per poll
+        listing = session.workers
+        session.workers = lambda: asked.append(1) or listing()
         console = Console(stderr=True)
         d = Dispatcher(session, console, StopSignals(), RunProgress(console, 300, enabled=False), poll_s=0.01)
+        t0 = time.monotonic()
         d.run(_payload_id, (_Payload(i) for i in range(300)), key=lambda p: f"payload-{p.i}",
               on_done=lambda p, r: done.append(r), on_error=lambda p, e: done.append(-1))
+        elapsed = time.monotonic() - t0
         gc.collect()
         held = sum(isinstance(o, _Payload) for o in gc.get_objects())
     assert sorted(done) == list(range(300))
     assert d.in_flight_max <= 2
     assert held <= 80, f"{held} of 300 finished tasks are still held by the driver"
+    assert elapsed > 0.5 and len(asked) <= elapsed + 2, (len(asked), elapsed)  # polled >= 50 times
 
 
 TWO_SESSIONS = """

@@ -147,3 +147,15 @@ def test_roomy_workers_also_reuse_model_sized_allocations(memory, reused):
     with cluster.client_for(cfg) as session:
         (faults,) = session.client.run(_fresh_page_faults, (16 << 20,), 50).values()
     assert (faults < 50 * 4096 * 0.1) == reused, faults
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_workers_run_without_dasks_statistical_profiler_unless_asked(keep, monkeypatch):
+    """The profiler walks the task thread's deep model stack every 10 ms (~4 % of a worker's CPU under
+    wav2vec2); the preload removes it before it starts. AFFECT_DASK_PROFILE=1 keeps it for the dashboard."""
+    monkeypatch.setenv("AFFECT_DASK_PROFILE", "1" if keep else "0")
+    cfg = cluster.ClusterConfig("local", {"n_workers": 1, "threads_per_worker": 1})
+    with cluster.client_for(cfg) as session:
+        (names,) = session.client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks)).values()
+    assert ("profile" in names) == keep and ("profile-cycle" in names) == keep, names
+    assert "heartbeat" in names  # the worker's other callbacks are untouched
