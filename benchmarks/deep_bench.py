@@ -9,10 +9,10 @@ decode every clip first (PyAV), then run the same preprocessing + model on full 
 "pipeline" = `pipeline extract` end to end (planning, decoding, batching across clips, writing the store)
 on a LocalCluster of 2 single-threaded workers vs the bare loop with torch using both cores. Each repetition
 runs bare, pipeline N, pipeline 2N and bare again back to back and compares the pipeline with the mean of
-the two bare runs around it (this shared machine's speed drifts by ±10 % over minutes; the bracket cancels
-a linear drift, and the two bare times show how much it moved); the table gives every repetition and the
-median. Shards are sized as `pipeline extract` sizes them unless
-``--shard-size`` is given (fixed large shards on few clips leave one worker idle at the end).
+the two bare runs around it (this shared machine's speed drifted by up to 25 % within one repetition; the
+bracket cancels a linear drift, and the two bare times show how much it moved); the table gives every
+repetition and the median. Shards are sized as `pipeline extract` sizes them unless ``--shard-size`` is
+given (fixed large shards on few clips leave one worker idle at the end).
 """
 
 from __future__ import annotations

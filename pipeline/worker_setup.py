@@ -1,7 +1,7 @@
 """What every Dask worker process does before running tasks: stay quiet on Ctrl-C, and use its own cores only.
 
 Loaded as a worker *preload* (``dask worker --preload pipeline.worker_setup``; the embedded LocalCluster
-and dask-jobqueue workers get it automatically). Three reasons:
+and dask-jobqueue workers get it automatically). Four reasons:
 
 * A terminal's Ctrl-C reaches the whole foreground process group, workers included. The driver owns the
   shutdown (it stops submitting and closes the cluster); workers that also caught SIGINT would print

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
@@ -197,8 +198,6 @@ class FeatureStore:
             old = self.fs.read_parquet("manifest.parquet")
             if old.equals(new):
                 return
-            import pyarrow.compute as pc
-
             old = old.filter(pc.invert(pc.is_in(old["clip_id"], value_set=new["clip_id"])))
             if old.num_rows:
                 new = pa.concat_tables([old.replace_schema_metadata(None), new.replace_schema_metadata(None)],
