@@ -31,6 +31,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from extractors.base import Features
 from pipeline import __version__
 from pipeline.clip_buffer import blocks
+from pipeline.errors import ConfigError
 from stores import index
 from stores.fs import StoreFS
 
@@ -200,8 +201,14 @@ class FeatureStore:
                 return
             old = old.filter(pc.invert(pc.is_in(old["clip_id"], value_set=new["clip_id"])))
             if old.num_rows:
-                new = pa.concat_tables([old.replace_schema_metadata(None), new.replace_schema_metadata(None)],
-                                       promote_options="permissive")
+                try:
+                    new = pa.concat_tables([old.replace_schema_metadata(None), new.replace_schema_metadata(None)],
+                                           promote_options="permissive")
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                    raise ConfigError(
+                        f"store {self.url}: saving the manifest: this run's clips do not fit the stored manifest "
+                        f"({str(exc).splitlines()[0]}); extract a different dataset into its own --store"
+                    ) from None
         self.fs.write_parquet("manifest.parquet", new)
 
     def garbage_collect(self, live: pd.DataFrame | set[str], tmp_age_s: float = 3600.0) -> int:
