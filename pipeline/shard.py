@@ -24,13 +24,14 @@ from extractors.base import (
 from pipeline.align import AlignConfig
 from pipeline.batcher import Batcher
 from pipeline.clip_buffer import ClipBuffer, Spilled
-from pipeline.decode import ClipDecoder, ClipSource, MediaInfo, probe
-from pipeline.errors import ClipError, describe_exception
+from pipeline.decode import ClipSource, MediaInfo
+from pipeline.errors import describe_exception
 from pipeline.face import FaceConfig, FaceStage
 from pipeline.part_writer import PartWriter, decoded_meta, meta_from_row
 from pipeline.plan import ClipWork
 from pipeline.prefetch import prefetch
 from pipeline.progress import Reporter
+from pipeline.shard_decode import Decoded, Event, Probed, Window, events
 from stores.feature_store import FeatureStore
 
 
@@ -67,6 +68,8 @@ class ShardResult:
     stage_s: dict[str, float] = field(default_factory=dict)  # stage -> seconds (decode, face stage, extractors)
     stage_media_s: dict[str, float] = field(default_factory=dict)  # stage -> media seconds it processed
     failures: list[str] = field(default_factory=list)
+    worker: str = ""  # the Dask worker that ran it, and when it ended (the run's end-of-run tail)
+    ended_at: float = 0.0
 
 
 FACE_STAGE = "face stage"
@@ -86,11 +89,15 @@ def process_shard(task: ShardTask) -> ShardResult:
     """The Dask task function."""
     t0 = time.perf_counter()
     runner = _ShardRunner(task)
-    for work in task.clips:
-        runner.run_clip(work)
-    runner.finish()
+    try:
+        for work in task.clips:
+            runner.run_clip(work)
+        runner.finish()
+    finally:
+        runner.decoding.close()  # stops the decoding thread if a clip's handling raised
     r = runner.result
     r.wall_s = time.perf_counter() - t0
+    r.worker, r.ended_at = runner.progress.worker, time.time()
     return r
 
 
@@ -113,6 +120,8 @@ class _ShardRunner:
         self.batchers = {n: self._batcher(n, e) for n, e in self.exts.items()}
         self.result = ShardResult(task.shard, len(task.clips), self.writer.counts, {}, {})
         self.progress = Reporter(task.shard)
+        # the shard's decoding, one window ahead across clip boundaries (pipeline/shard_decode.py)
+        self.decoding = prefetch(events(task.clips, self.exts, task.window_frames, task.max_side), depth=1)
 
     def _batcher(self, name: str, ext: Extractor) -> Batcher:
         own = ext.batch_budget(self.task.device)
@@ -155,32 +164,25 @@ class _ShardRunner:
             self.progress.report(clip, meta.duration, meta.duration, force=True)
 
     def _extract(self, work: ClipWork) -> None:
-        src, clip = work.source, work.source.clip_id
-        try:
-            info = probe(src.media_path)
-            audio_info = probe(src.audio_path) if src.audio_path else info
-        except ClipError as exc:
+        clip = work.source.clip_id
+        probed = self._next(work)
+        assert isinstance(probed, Probed), probed
+        if probed.error is not None:
             for name in work.native:
-                self._fail(clip, name, exc.line())
+                self._fail(clip, name, probed.error.line())
             return
-        wanted = []
-        for name in work.native:
-            ext = self.exts[name]
-            missing = self._missing_stream(ext, info, audio_info)
-            if missing:
-                self._fail(clip, name, f"decode: the clip has no {missing} stream ({name} needs it; "
-                                       f"leave {name} out of --extractors for such clips)")
-            else:
-                wanted.append(name)
-        annotations = [n for n in wanted if self.exts[n].input == "annotation"]
-        tools = [n for n in wanted if self.exts[n].input == "media"]
-        texts = [n for n in wanted if self.exts[n].input == "text"]
-        streams = [n for n in wanted if n not in annotations and n not in tools and n not in texts]
-        if streams:
-            self._decode(work, streams, info, audio_info)
-        for name in annotations:  # after decoding, so the clip's durations are the decoded ones
-            self._annotation(work, name, info)
-        for name in texts:
+        for name, missing in probed.missing.items():
+            self._fail(clip, name, f"decode: the clip has no {missing} stream ({name} needs it; "
+                                   f"leave {name} out of --extractors for such clips)")
+        info = probed.info
+        if probed.streams:
+            self._decode(work, probed)
+        for name in probed.wanted:  # after decoding, so the clip's durations are the decoded ones
+            if self.exts[name].input == "annotation":
+                self._annotation(work, name, info)
+        for name in probed.wanted:
+            if self.exts[name].input != "text":
+                continue
             self._ensure_meta(work, info)
             if not work.source.text:
                 self._fail(work.source.clip_id, name, "text: the manifest has no transcript for this clip")
@@ -188,7 +190,9 @@ class _ShardRunner:
             self.batchers[name].add(TextSegment(work.source.clip_id, work.source.text,
                                                 self.writer.meta[work.source.clip_id].duration))
             self._drain()
-        for name in tools:
+        for name in probed.wanted:
+            if self.exts[name].input != "media":
+                continue
             self._ensure_meta(work, info)
             src = work.source
             frames = (info.frames if src.start is None and src.end is None
@@ -196,53 +200,68 @@ class _ShardRunner:
             self.batchers[name].add(MediaSegment(src.clip_id, src.media_path, src.start, src.end, info.fps, frames))
             self._drain()
 
-    def _decode(self, work: ClipWork, wanted: list[str], info: MediaInfo, audio_info: MediaInfo) -> None:
-        src, clip = work.source, work.source.clip_id
+    def _next(self, work: ClipWork) -> Event:
+        """The decoding stream's next event; it must be ``work``'s (both walk the shard's clips in order)."""
+        ev = next(self.decoding)
+        if ev.work is not work:
+            raise RuntimeError(f"decoding stream out of step: {ev.work.source.clip_id} for {work.source.clip_id}")
+        return ev
+
+    def _decode(self, work: ClipWork, probed: Probed) -> None:
+        src, clip, wanted, info = work.source, work.source.clip_id, probed.streams, probed.info
         video = [n for n in wanted if self.exts[n].input in ("frames", "faces")]
         audio = [n for n in wanted if self.exts[n].input == "audio"]
-        multiple = math.lcm(*[self.exts[n].window_multiple for n in video]) if video else 1
-        window = multiple * max(1, -(-self.task.window_frames // multiple))
-        decoder = ClipDecoder(src, bool(video), bool(audio), window, self.task.max_side)
         if video:
             self.video_decoded.add(clip)
         crops = {n: self.exts[n].face_crop for n in video if self.exts[n].input == "faces"}
         stage = FaceStage(replace(self.task.face, device=self.task.device), crops.values(),
                           src.subject) if crops else None
         declared = _declared(src, info)
-        t, busy = time.perf_counter(), sum(b.seconds for b in self.batchers.values())
-        face_s = 0.0
-        try:
-            for win in prefetch(decoder.windows(), depth=1):  # decode the next window while this one computes
-                if len(win.ends):
-                    self.progress.report(clip, float(win.ends[-1]), declared)
-                tf = time.perf_counter()
-                faces = stage.process(win) if stage is not None else {}
-                face_s += time.perf_counter() - tf
-                for n in video:
-                    self.batchers[n].add(faces[crops[n]] if n in crops else win)
+        face_s, broken = 0.0, None
+        while isinstance(ev := self._next(work), Window):  # decoded ahead in the stream's thread
+            if broken is None:
+                try:
+                    face_s += self._window(clip, ev.window, declared, video, stage, crops)
+                except Exception as exc:  # noqa: BLE001 - the clip fails; its remaining windows are drained
+                    broken = describe_exception("decode", exc)
+        assert isinstance(ev, Decoded), ev
+        if ev.error is not None and broken is None:
+            broken = describe_exception("decode", ev.error)
+        decoder = ev.decoder
+        if broken is None:
             self.writer.meta[clip] = decoded_meta(work.fingerprint, declared, decoder.audio_duration,
                                                   decoder.video_duration)
             if not audio:
-                self.writer.meta[clip].audio_duration = self._stream_duration(audio_info, "audio", declared)
+                self.writer.meta[clip].audio_duration = self._stream_duration(probed.audio_info, "audio", declared)
             if not video and info.has_video:
                 self.writer.meta[clip].video_duration = self._stream_duration(info, "video", declared)
-            for n in audio:
-                self.batchers[n].add(AudioSegment(clip, decoder.audio))
-        except ClipError as exc:
+            try:
+                for n in audio:
+                    self.batchers[n].add(AudioSegment(clip, decoder.audio))
+            except Exception as exc:  # noqa: BLE001 - as a failure while decoding: this clip's alone
+                broken = describe_exception("decode", exc)
+        if broken is not None:
             for n in wanted:
-                self._fail(clip, n, exc.line())
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is this clip's failure
-            for n in wanted:
-                self._fail(clip, n, describe_exception("decode", exc))
-        # decoding and the face stage, without the extractor calls that ran in between
-        decode_s = time.perf_counter() - t - (sum(b.seconds for b in self.batchers.values()) - busy)
-        self.result.decode_s += decode_s
+                self._fail(clip, n, broken)
+        self.result.decode_s += ev.seconds + face_s  # decoding and the face stage
         media = self.writer.meta[clip].duration if clip in self.writer.meta else 0.0
-        self._stage(decode_stage(bool(video), bool(audio)), decode_s - face_s, media)
+        self._stage(decode_stage(bool(video), bool(audio)), ev.seconds, media)
         if stage is not None:
             self._stage(FACE_STAGE, face_s, media)
         self.result.frames += decoder.n_frames
         self._drain()
+
+    def _window(self, clip: str, win: VideoSegment, declared: float, video: list[str], stage: FaceStage | None,
+                crops: dict) -> float:
+        """One decoded window to the face stage and the video extractors; returns the face stage's seconds."""
+        if len(win.ends):
+            self.progress.report(clip, float(win.ends[-1]), declared)
+        t = time.perf_counter()
+        faces = stage.process(win) if stage is not None else {}
+        face_s = time.perf_counter() - t
+        for n in video:
+            self.batchers[n].add(faces[crops[n]] if n in crops else win)
+        return face_s
 
     def _annotation(self, work: ClipWork, name: str, info: MediaInfo) -> None:
         """Per-frame targets: the core reads the file, the extractor parses it (fps from the container)."""
@@ -266,14 +285,6 @@ class _ShardRunner:
         if src.clip_id not in self.writer.meta:
             declared = _declared(src, info)
             self.writer.meta[src.clip_id] = decoded_meta(work.fingerprint, declared, math.nan, declared)
-
-    @staticmethod
-    def _missing_stream(ext: Extractor, info: MediaInfo, audio_info: MediaInfo) -> str | None:
-        if ext.input == "audio" and not audio_info.has_audio:
-            return "audio"
-        if ext.input in ("frames", "faces", "annotation", "media") and not info.has_video:
-            return "video"
-        return None
 
     @staticmethod
     def _stream_duration(info: MediaInfo, kind: str, declared: float) -> float:
