@@ -46,6 +46,9 @@ class RunReport:
     stage_media_s: dict[str, float] = field(default_factory=dict)  # media seconds each stage processed
     merged_parts: int = 0  # small parts consolidated into large ones at the end of the run
     max_in_flight: int = 0  # tasks submitted at once, at most (the driver's window)
+    # the end-of-run tail: from the first worker's last task ending to the run's last task ending (workers idle)
+    tail_s: float = 0.0
+    tasks_s: float = 0.0  # wall time of the tasks phase: first submission to last result
     slots: int = 0  # task slots (worker threads) the run had
     finished_at: float = 0.0  # seconds since the epoch (orders the run reports)
     plan_s: float = 0.0  # manifest + fingerprints + cache lookups, before any task
@@ -70,6 +73,12 @@ class RunReport:
         self.clips_done += r.clips
         self.media_s += r.media_s
         self.failures.extend(r.failures)
+        if r.worker:
+            self._last_end[r.worker] = max(self._last_end.get(r.worker, 0.0), r.ended_at)
+            self.tail_s = max(self._last_end.values()) - min(self._last_end.values())
+
+    def __post_init__(self) -> None:
+        self._last_end: dict[str, float] = {}  # worker -> its last task's end (not in the saved report)
 
 
 def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
@@ -199,7 +208,8 @@ def _run_tasks(cfg: ExtractConfig, session: cluster.Session, store: FeatureStore
     device, resources = _device(cfg, client, p)
     report.slots = session.slots()
     size = cfg.shard_size or plan.auto_shard_size(len(p.work), report.slots)
-    groups = plan.shards(p, size)
+    taper = 0 if cfg.shard_size else report.slots  # a size the user gave is kept to the end
+    groups = plan.shards(p, size, taper)
     tasks = (ShardTask(store.url, p.run_id, i, g, cfg.extractors, p.descriptions, cfg.face, cfg.align, cfg.dtype,
                        cfg.window_frames, cfg.batch_frames, cfg.batch_seconds, cfg.max_side, device,
                        str(weights.models_dir()))
@@ -216,11 +226,13 @@ def _run_tasks(cfg: ExtractConfig, session: cluster.Session, store: FeatureStore
                                   f"{task.clips[0].source.clip_id}): {type(exc).__name__}: {exc}")
         progress.shard_done(task.shard, len(task.clips), 0.0)
 
-    report.tasks = plan.shard_count(p, size)
+    report.tasks = plan.shard_count(p, size, taper)
     dispatcher = Dispatcher(session, console, stop, progress)
+    t = time.perf_counter()
     with progress:
         dispatcher.run(process_shard, tasks, key=lambda t: f"shard-{p.run_id}-{t.shard}", on_done=done,
                        on_error=failed, resources=resources)
+    report.tasks_s = time.perf_counter() - t
     report.max_in_flight = dispatcher.in_flight_max
 
 

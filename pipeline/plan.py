@@ -219,13 +219,31 @@ def auto_shard_size(clips: int, slots: int, per_slot: int = 4) -> int:
     return max(1, min(MAX_AUTO_SHARD, math.ceil(clips / max(1, slots * per_slot))))
 
 
-def shards(plan: Plan, size: int) -> Iterator[list[ClipWork]]:
-    """Tasks of ``size`` clips, built as they are submitted; clips of one file sit together (segments of one
-    long video)."""
+def shard_sizes(clips: int, size: int, taper_slots: int = 0) -> Iterator[int]:
+    """Clips per task, in submission order: ``size`` each; with ``taper_slots``, the last ``slots x size``
+    clips go in tasks of 1/slots of what is left (guided self-scheduling, only at the end), halving down to
+    one clip, so the workers run out of work together instead of one finishing a full-size last task while
+    the others idle (on 2 workers that tail was up to half a task's time of the whole run). It adds about
+    log2(size) tasks per slot, whatever the corpus size; a clip's own cost is the tail left."""
+    left = clips
+    while left > 0:
+        n = size
+        if taper_slots > 0 and left <= taper_slots * size:
+            n = max(1, min(size, -(-left // taper_slots)))
+        n = min(n, left)
+        yield n
+        left -= n
+
+
+def shards(plan: Plan, size: int, taper_slots: int = 0) -> Iterator[list[ClipWork]]:
+    """Tasks of ``size`` clips (see :func:`shard_sizes`), built as they are submitted; clips of one file sit
+    together (segments of one long video)."""
     order = plan.work.order()
-    for lo in range(0, len(order), size):
-        yield plan.work.build(order[lo : lo + size])
+    lo = 0
+    for n in shard_sizes(len(order), size, taper_slots):
+        yield plan.work.build(order[lo : lo + n])
+        lo += n
 
 
-def shard_count(plan: Plan, size: int) -> int:
-    return math.ceil(len(plan.work) / size)
+def shard_count(plan: Plan, size: int, taper_slots: int = 0) -> int:
+    return sum(1 for _ in shard_sizes(len(plan.work), size, taper_slots))

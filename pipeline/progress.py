@@ -116,6 +116,11 @@ class Reporter:
         except (ImportError, ValueError):  # not inside a Dask worker (tests calling the task directly)
             self._worker = None
 
+    @property
+    def worker(self) -> str:
+        """The worker's address ("" outside a Dask worker)."""
+        return self._worker.address if self._worker is not None else ""
+
     def report(self, clip: str, at: float, of: float, force: bool = False) -> None:
         if self._worker is None:
             return
