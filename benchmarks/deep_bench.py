@@ -1,7 +1,7 @@
 """Deep extractors inside the pipeline vs the bare model on pre-decoded batches (CPU here).
 
     .venv/bin/python benchmarks/deep_bench.py [--clips 24] [--w2v-clips 64] [--reps 3] [--shard-size N]
-
+                                              [--only NAME] [--trees CHECKOUT,CHECKOUT]
 
 Weights are randomly initialised at the real sizes (R(2+1)D-18: 31.3 M parameters; wav2vec2-base: 95 M),
 registered through `pipeline models add --like` (the speed does not depend on the values). "Bare" =
@@ -11,7 +11,10 @@ on a LocalCluster of 2 single-threaded workers vs the bare loop with torch using
 runs bare, pipeline N, pipeline 2N and bare again back to back and compares the pipeline with the mean of
 the two bare runs around it (this shared machine's speed drifted by up to 25 % within one repetition; the
 bracket cancels a linear drift, and the two bare times show how much it moved); the table gives every
-repetition and the median. Shards are sized as `pipeline extract` sizes them unless ``--shard-size`` is
+repetition, the median, and the run's one figure: each quantity's fastest repetition, then the ratio (a
+marginal time is the difference of two ~40-60 s runs, so one repetition's ratio swings by +-30 % here).
+It also gives each 2N run's task count and end-of-run tail (workers idle while the last task runs, from the
+run report). ``--trees`` runs other checkouts' `pipeline` side by side in the same repetitions. Shards are sized as `pipeline extract` sizes them unless ``--shard-size`` is
 given (fixed large shards on few clips leave one worker idle at the end).
 """
 
@@ -70,7 +73,8 @@ def bare(name: str, overrides: dict, files: list[Path], models: Path) -> float:
 
 
 def pipeline(name: str, overrides: dict, corpus: Path, store: Path, models: Path, limit: int,
-             shard_size: int | None = None) -> float:
+             shard_size: int | None = None, tree: Path | None = None) -> tuple[float, dict]:
+    """Wall seconds of `pipeline extract` as a user runs it, and the run's report (runs/*.json)."""
     shutil.rmtree(store, ignore_errors=True)
     cluster = store.parent / "two.yaml"
     cluster.write_text("mode: local\nlocal: {n_workers: 2, threads_per_worker: 1}\n")
@@ -79,8 +83,10 @@ def pipeline(name: str, overrides: dict, corpus: Path, store: Path, models: Path
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pipeline", "extract", "--dataset", "demo", "--root", str(corpus),
                     "--store", str(store), "--extractors", name, *sets, "--models", str(models), "--limit",
-                    str(limit), "--cluster", str(cluster), "--quiet", *shard], check=True, capture_output=True)
-    return time.perf_counter() - t
+                    str(limit), "--cluster", str(cluster), "--quiet", *shard], check=True, capture_output=True,
+                   cwd=tree)  # another checkout's code: `-m pipeline` imports from the working directory first
+    wall = time.perf_counter() - t
+    return wall, json.loads(max((store / "runs").glob("*.json"), key=lambda f: f.stat().st_mtime).read_text())
 
 
 def main() -> None:
@@ -90,6 +96,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--shard-size", type=int, default=None)
     ap.add_argument("--only", choices=["r2plus1d", "wav2vec2"], default=None)
+    ap.add_argument("--trees", default="", help="comma-separated checkouts to compare side by side (e.g. a "
+                    "`git worktree` of the previous commit); default: this one")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/deep"))
     args = ap.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
@@ -102,30 +110,51 @@ def main() -> None:
     order = [Path(p) for p in manifest.build("demo", corpus, None)["media_path"]]
     runs = [r for r in (("r2plus1d", {"weights": "BENCH_R2P1D"}, args.clips),
                         ("wav2vec2", {"weights": "BENCH_W2V"}, args.w2v_clips)) if args.only in (None, r[0])]
-    rows: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
+    trees = [Path(t).resolve() for t in args.trees.split(",") if t] or [None]
+    rows: dict[str, list[dict]] = {}
+    out = args.out.resolve()
     for rep in range(args.reps):
         for name, ov, clips in runs:
-            half = clips // 2
-            before = bare(name, ov, order[half:clips], args.out / "models")  # the clips of the marginal half
-            t1 = pipeline(name, ov, corpus, args.out / f"{name}_a.zarr", args.out / "models", half, args.shard_size)
-            t2 = pipeline(name, ov, corpus, args.out / f"{name}_b.zarr", args.out / "models", clips, args.shard_size)
-            after = bare(name, ov, order[half:clips], args.out / "models")
-            tb = (before + after) / 2
-            rows[name].append({"n": half, "bare_before_s": before, "bare_after_s": after, "bare_s": tb,
-                               "pipeline_half_s": t1, "pipeline_all_s": t2,
-                               "marginal_s": t2 - t1, "ratio_marginal": tb / (t2 - t1),
-                               "ratio_end_to_end": 2 * tb / t2})
-            print(name, rep, {k: round(v, 2) for k, v in rows[name][-1].items()}, flush=True)
+            for tree in trees:  # each tree bracketed by its own two bare runs
+                label = name if tree is None else f"{name} @ {tree.name}"
+                half = clips // 2
+                models = out / "models"
+                before = bare(name, ov, order[half:clips], models)  # the clips of the marginal half
+                t1, _ = pipeline(name, ov, corpus.resolve(), out / f"{name}_a.zarr", models, half, args.shard_size,
+                                 tree)
+                t2, r2 = pipeline(name, ov, corpus.resolve(), out / f"{name}_b.zarr", models, clips, args.shard_size,
+                                  tree)
+                after = bare(name, ov, order[half:clips], models)
+                tb = (before + after) / 2
+                rows.setdefault(label, []).append({
+                    "n": half, "bare_before_s": before, "bare_after_s": after, "bare_s": tb, "pipeline_half_s": t1,
+                    "pipeline_all_s": t2, "marginal_s": t2 - t1, "ratio_marginal": tb / (t2 - t1),
+                    "ratio_end_to_end": 2 * tb / t2, "tasks": r2.get("tasks", 0), "tasks_s": r2.get("tasks_s", 0.0),
+                    "tail_s": r2.get("tail_s", float("nan"))})
+                print(label, rep, {k: round(v, 2) for k, v in rows[label][-1].items()}, flush=True)
     (args.out / "deep.json").write_text(json.dumps(rows, indent=1))
     print("| extractor | N | rep | bare model, N clips: before / after (s) | pipeline N / 2N clips (s) "
-          "| marginal throughput ratio | end-to-end ratio (2N) |\n|---|---|---|---|---|---|---|")
+          "| marginal throughput ratio | end-to-end ratio (2N) | tasks (2N) | end-of-run tail (2N, s) |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for n, reps in rows.items():
         for i, r in enumerate(reps):
             print(f"| {n} | {r['n']} | {i + 1} | {r['bare_before_s']:.1f} / {r['bare_after_s']:.1f} | "
-                  f"{r['pipeline_half_s']:.1f} / "
-                  f"{r['pipeline_all_s']:.1f} | {r['ratio_marginal']:.2f} | {r['ratio_end_to_end']:.2f} |")
+                  f"{r['pipeline_half_s']:.1f} / {r['pipeline_all_s']:.1f} | {r['ratio_marginal']:.2f} | "
+                  f"{r['ratio_end_to_end']:.2f} | {r['tasks']} | {r['tail_s']:.1f} |")
         print(f"| {n} | {reps[0]['n']} | median | | | {np.median([r['ratio_marginal'] for r in reps]):.2f} | "
-              f"{np.median([r['ratio_end_to_end'] for r in reps]):.2f} |")
+              f"{np.median([r['ratio_end_to_end'] for r in reps]):.2f} | | "
+              f"{np.median([r['tail_s'] for r in reps]):.1f} |")
+        print(f"| {n} | {reps[0]['n']} | {pooled(reps)} |")
+
+
+def pooled(reps: list[dict]) -> str:
+    """The run's one figure: each quantity's fastest repetition (interference on a shared machine only ever
+    slows a run down, so the minimum estimates the uncontended time; timeit's rule), then the ratio."""
+    bare_s = min(min(r["bare_before_s"], r["bare_after_s"]) for r in reps)
+    marginal = min(r["pipeline_all_s"] for r in reps) - min(r["pipeline_half_s"] for r in reps)
+    return (f"fastest of {len(reps)} | {bare_s:.1f} | {min(r['pipeline_half_s'] for r in reps):.1f} / "
+            f"{min(r['pipeline_all_s'] for r in reps):.1f} | **{bare_s / marginal:.2f}** | "
+            f"{2 * bare_s / min(r['pipeline_all_s'] for r in reps):.2f} | | |")
 
 
 if __name__ == "__main__":
