@@ -14,8 +14,9 @@ bracket cancels a linear drift, and the two bare times show how much it moved); 
 repetition, the median, and the run's one figure: each quantity's fastest repetition, then the ratio (a
 marginal time is the difference of two ~40-60 s runs, so one repetition's ratio swings by +-30 % here).
 It also gives each 2N run's task count and end-of-run tail (workers idle while the last task runs, from the
-run report). ``--trees`` runs other checkouts' `pipeline` side by side in the same repetitions. Shards are sized as `pipeline extract` sizes them unless ``--shard-size`` is
-given (fixed large shards on few clips leave one worker idle at the end).
+run report). ``--trees`` runs other checkouts' `pipeline` side by side in the same repetitions. Shards
+are sized as `pipeline extract` sizes them unless ``--shard-size`` is given (fixed large shards on few
+clips leave one worker idle at the end).
 """
 
 from __future__ import annotations
