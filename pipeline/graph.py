@@ -110,6 +110,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
     if cfg.dry_run:
         store = FeatureStore(cfg.store) if _exists(cfg.store) else None
         p = plan.make_plan(cfg, clips, store.fs if store else None)
+        del clips  # the plan keeps the columns tasks read; the corpus' other columns are freed
         plan_s = time.perf_counter() - t0
         report = _dry_run(cfg, p, store)
         report.plan_s = plan_s
@@ -118,6 +119,7 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
     with StoreLock(store.fs), StopSignals(lambda line: console.print(line, highlight=False)) as stop:
         store.save_manifest(clips)
         p = plan.make_plan(cfg, clips, store.fs)
+        del clips
         # a run with nothing to extract still finishes the consolidation an interrupted run left undone
         needs_cluster = bool(p.work) or consolidate.pending(store)
         for name, desc in p.descriptions.items():

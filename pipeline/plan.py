@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from extractors import registry
 from pipeline import cache_key
@@ -51,9 +52,10 @@ class WorkList:
         self.stored_rows = index.SCHEMA.empty_table() if stored_rows is None else stored_rows
         k = len(names)
         self.pos = np.zeros(0, dtype=np.int64)  # manifest row of each clip
-        self.fps = np.zeros(0, dtype="S64")  # media fingerprint (hex)
+        self.fps = np.zeros(0, dtype=FP_DTYPE)  # media fingerprint (32 hex characters)
         self.native, self.align = np.zeros((0, k), dtype=bool), np.zeros((0, k), dtype=bool)  # [clip, extractor]
         self.stored = np.zeros((0, k), dtype=np.int64)  # row in stored_rows, or -1
+        self._room = (self.pos, self.fps, self.native, self.align, self.stored)  # the arrays these are views of
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -61,12 +63,29 @@ class WorkList:
     def __bool__(self) -> bool:
         return len(self.pos) > 0
 
-    def extend(self, chunks: list[tuple[np.ndarray, ...]]) -> None:
-        """Append planned chunks of (pos, fps, native, align, stored), concatenated once."""
-        if chunks:
-            cols = list(zip(*chunks))
-            self.pos, self.fps = np.concatenate(cols[0]), np.concatenate(cols[1]).astype("S64")
-            self.native, self.align, self.stored = (np.concatenate(c) for c in cols[2:])
+    def reserve(self, n: int) -> None:
+        """Room for ``n`` clips, as zeroed arrays the system maps lazily: pages no clip reaches cost no memory,
+        and appending never copies what is there (no concatenation of the chunks at the end)."""
+        k = len(self.names)
+        self._room = (np.zeros(n, np.int64), np.zeros(n, FP_DTYPE), np.zeros((n, k), bool), np.zeros((n, k), bool),
+                      np.zeros((n, k), np.int64))
+        self._set(0)
+
+    def append(self, pos: np.ndarray, fps: np.ndarray, native: np.ndarray, align: np.ndarray,
+               stored: np.ndarray) -> None:
+        """Add planned clips (manifest rows, fingerprints, [clip, extractor] masks, stored rows)."""
+        n, m = len(self), len(pos)
+        if n + m > len(self._room[0]):
+            old = (self.pos, self.fps, self.native, self.align, self.stored)
+            self.reserve(max(2 * n, n + m))
+            for room, v in zip(self._room, old):
+                room[:n] = v
+        for room, v in zip(self._room, (pos, fps, native, align, stored)):
+            room[n : n + m] = v
+        self._set(n + m)
+
+    def _set(self, n: int) -> None:
+        self.pos, self.fps, self.native, self.align, self.stored = (a[:n] for a in self._room)
 
     def keep(self, mask: np.ndarray) -> WorkList:
         """The same list without the clips where ``mask`` is False."""
@@ -82,10 +101,13 @@ class WorkList:
         return {n: int(self.native[:, j].sum()) for j, n in enumerate(self.names)}
 
     def order(self) -> np.ndarray:
-        """Indices sorted by (media file, start): segments of one long video sit together."""
-        m = self.manifest.iloc[self.pos][["media_path", "start"]].reset_index(drop=True)
-        m["start"] = pd.to_numeric(m["start"], errors="coerce").fillna(0.0)
-        return m.sort_values(["media_path", "start"], kind="stable").index.to_numpy()
+        """Indices sorted by (media file, start), ties in manifest order: segments of one long video sit
+        together. The manifest is ranked once in Arrow (integers only: no copy of its paths per clip); a
+        manifest already in that order (the corpus adapters sort it) costs no sort of the work list."""
+        rank = manifest_rank(self.manifest)
+        if rank is None:
+            return np.argsort(self.pos, kind="stable")
+        return np.argsort(rank[self.pos], kind="stable")
 
     def build(self, idx: np.ndarray) -> list[ClipWork]:
         """ClipWork objects for the clips at ``idx`` (a task's worth)."""
@@ -103,6 +125,19 @@ class WorkList:
     def __iter__(self) -> Iterator[ClipWork]:
         for lo in range(0, len(self), CHUNK):
             yield from self.build(np.arange(lo, min(len(self), lo + CHUNK)))
+
+
+def manifest_rank(manifest: pd.DataFrame) -> np.ndarray | None:
+    """Each manifest row's rank by (media_path, start), ties in row order; None when the rows are already in
+    that order."""
+    start = pd.to_numeric(manifest["start"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+    t = pa.table({"m": pa.array(manifest["media_path"], pa.string()), "s": start})
+    idx = pc.sort_indices(t, [("m", "ascending"), ("s", "ascending")]).to_numpy()  # a stable sort
+    if not len(idx) or bool((idx == np.arange(len(idx))).all()):
+        return None
+    rank = np.empty(len(idx), dtype=np.int64)
+    rank[idx] = np.arange(len(idx))
+    return rank
 
 
 @dataclass
@@ -124,6 +159,10 @@ def _opt(x: float) -> float | None:
 
 def _path(p: object) -> str | None:
     return None if p is None or (isinstance(p, float) and np.isnan(p)) or p == "" else str(p)
+
+
+SOURCE_COLUMNS = ("clip_id", "media_path", "audio_path", "start", "end", "annotation_path", "transcript",
+                  "subject_position")  # what ``_sources`` reads of a manifest row
 
 
 def _sources(manifest: pd.DataFrame) -> list[ClipSource]:
@@ -154,12 +193,16 @@ def _fingerprint(src: ClipSource, mode: str = "content") -> str:
         return ""  # unreadable: the task reports why, as a failed row
 
 
+FP_DTYPE = f"S{KEY_CHARS}"  # media fingerprints are 32 hex characters, as keys (cache_key)
 CHUNK = 8192  # manifest rows planned at a time: per-clip Python objects never outlive their chunk
 
 
 def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, fs: StoreFS | None) -> Plan:
     """Which entries need work, planned ``CHUNK`` manifest rows at a time against the store's live index
     (``fs``; None: no store yet). The index is read as compact columns (``LiveLookup``), not as rows."""
+    # the columns tasks read, not the corpus' own (speaker, labels, a VoxCeleb2 manifest's three path
+    # columns): a selection, not a copy; once the caller lets go of the full manifest, the rest is freed
+    manifest = manifest[[c for c in manifest.columns if c in SOURCE_COLUMNS]]
     exts = {name: registry.create(name, overrides) for name, overrides in cfg.extractors.items()}
     names = list(exts)
     descriptions = {name: e.describe() for name, e in exts.items()}
@@ -171,7 +214,7 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, fs: StoreFS | None) ->
     live = LiveLookup(fs, clip_ids, names, cfg.align.view)
     cached = {n: 0 for n in names}
     work = WorkList(manifest, names, ext_fps, extras)
-    chunks = []
+    work.reserve(len(manifest))
     with ThreadPoolExecutor(16) as pool:
         for lo in range(0, len(manifest), CHUNK):
             sources = _sources(manifest.iloc[lo : lo + CHUNK])
@@ -202,9 +245,8 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, fs: StoreFS | None) ->
                 to_align[:, j] |= realign
                 stored[realign, j] = row[realign]
             need = native.any(1) | to_align.any(1)
-            chunks.append((np.arange(lo, lo + n)[need], np.asarray(fps, dtype="S64")[need], native[need],
-                           to_align[need], stored[need]))
-    work.extend(chunks)
+            work.append(np.arange(lo, lo + n)[need], np.asarray(fps, dtype=FP_DTYPE)[need], native[need],
+                        to_align[need], stored[need])
     entries = np.unique(work.stored[work.stored >= 0])  # the stored results tasks read: their whole rows
     work.stored_rows = live.full_rows(entries)
     work.stored[work.stored >= 0] = np.searchsorted(entries, work.stored[work.stored >= 0])

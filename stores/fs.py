@@ -105,4 +105,13 @@ class StoreFS:
                 yield pa.Table.from_batches([batch])
 
     def write_parquet(self, rel: str, table: pa.Table) -> None:
-        self.write_atomic(rel, lambda f: pq.write_table(table, f, compression="zstd"))
+        self.write_atomic(rel, lambda f: write_table(table, f))
+
+
+ROW_GROUP = 65536  # rows per Parquet row group: a batch reader of a million-row index decodes this many at once
+
+
+def write_table(table: pa.Table, f: Any) -> None:
+    """The store's Parquet files: zstd, in row groups of ``ROW_GROUP`` rows (pyarrow's default is 1 M rows, so
+    a reader streaming ``iter_parquet`` batches still decoded a whole million-row group at a time)."""
+    pq.write_table(table, f, compression="zstd", row_group_size=ROW_GROUP)

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from stores.fs import StoreFS
+from stores.fs import StoreFS, write_table
 
 SCHEMA = pa.schema(
     [
@@ -58,7 +57,7 @@ def commit(fs: StoreFS, rows: list[dict], name: str) -> str:
     now = time.time_ns()
     full = [{**{f.name: None for f in SCHEMA}, "committed_at": now, **r} for r in rows]
     table = pa.Table.from_pylist(full, schema=SCHEMA)
-    fs.write_atomic(path, lambda f: pq.write_table(table, f, compression="zstd"))
+    fs.write_atomic(path, lambda f: write_table(table, f))
     return path
 
 
@@ -74,7 +73,7 @@ def commit_table(fs: StoreFS, table: pa.Table, name: str) -> str:
     """``commit`` for rows already in an Arrow table with the index schema (no Python object per row)."""
     path = f"{INDEX_DIR}/{name}.parquet"
     if not fs.exists(path):
-        fs.write_atomic(path, lambda f: pq.write_table(conform(table), f, compression="zstd"))
+        fs.write_atomic(path, lambda f: write_table(conform(table), f))
     return path
 
 
@@ -138,7 +137,7 @@ def compact_table(fs: StoreFS) -> pa.Table:
     if len(paths) <= 1:
         return live
     name = f"{INDEX_DIR}/compacted-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-    fs.write_atomic(name, lambda f: pq.write_table(live, f, compression="zstd"))
+    fs.write_atomic(name, lambda f: write_table(live, f))
     for p in paths:
         fs.rm(p)
     return live

@@ -37,6 +37,18 @@ def key_bytes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return out
 
 
+def _newest(code: np.ndarray, committed: np.ndarray) -> np.ndarray | None:
+    """Positions of the newest row of each entry ``code`` (commit time, then read order), in read order;
+    None when every entry has one row (a compacted index), so the columns need no copy."""
+    s = np.sort(code)
+    if not len(s) or not (s[1:] == s[:-1]).any():
+        return None
+    del s
+    order = np.lexsort((np.arange(len(code)), committed, code))
+    last = np.append(code[order][1:] != code[order][:-1], True)
+    return np.sort(order[last])
+
+
 class LiveLookup:
     """Live entries of ``names`` (native, and aligned in ``view``) for the clips of a manifest.
 
@@ -50,13 +62,12 @@ class LiveLookup:
         self.paths = index.files(fs) if fs is not None and fs.exists(index.INDEX_DIR) else []
         n, k = len(clip_ids), len(names)
         cols = self._read(clip_ids)
-        code = (cols["clip"] * 2 + cols["stage"]) * max(1, k) + cols["ext"]
-        order = np.lexsort((np.arange(len(code)), cols["committed"], code))
-        last = np.append(code[order][1:] != code[order][:-1], True) if len(code) else np.zeros(0, bool)
-        keep = np.sort(order[last])  # the newest row of each entry (commit order, then file order)
-        self.clip, self.stage, self.ext = cols["clip"][keep], cols["stage"][keep], cols["ext"][keep]
-        self.key, self.status, self.src = cols["key"][keep], cols["status"][keep], cols["src"][keep]
-        self._rows = np.full((2, k, n), -1, dtype=np.int64)
+        keep = _newest((cols["clip"] * 2 + cols["stage"]) * max(1, k) + cols["ext"], cols.pop("committed"))
+        if keep is not None:  # an entry committed more than once: its newest row only
+            cols = {c: v[keep] for c, v in cols.items()}
+        self.clip, self.stage, self.ext = cols["clip"], cols["stage"], cols["ext"]
+        self.key, self.status, self.src = cols["key"], cols["status"], cols["src"]
+        self._rows = np.full((2, k, n), -1, dtype=np.int32 if len(self.key) < 2**31 else np.int64)
         mine = self.clip < n
         self._rows[self.stage[mine], self.ext[mine], self.clip[mine]] = np.flatnonzero(mine)
         self._by_key: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -97,7 +108,11 @@ class LiveLookup:
             out["clip"] = [clip]
         empty = {"clip": np.int64, "stage": np.int8, "ext": np.int16, "key": f"S{KEY_CHARS}", "status": np.int8,
                  "committed": np.int64, "src": np.int64}
-        return {c: np.concatenate(v) if v else np.zeros(0, empty[c]) for c, v in out.items()}
+        cols = {}
+        for c in list(out):  # each column's batches freed as it is joined: the peak is one copy, not two
+            v = out.pop(c)
+            cols[c] = np.concatenate(v) if v else np.zeros(0, empty[c])
+        return cols
 
     def rows(self, stage: int, j: int, lo: int, hi: int) -> np.ndarray:
         return self._rows[stage, j, lo:hi].copy()

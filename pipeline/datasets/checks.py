@@ -6,6 +6,7 @@ manifest cannot be built, when it holds no clip, or when media files are git-LFS
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,5 +99,5 @@ def compare(report: CheckReport, name: str, found: object, expected: object) -> 
 
 
 
-def lfs_pointers(paths: list[str]) -> list[str]:
+def lfs_pointers(paths: Iterable[str]) -> list[str]:
     return [p for p in paths if is_lfs_pointer(p)]

@@ -7,7 +7,6 @@ import posixpath
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.compute as pc
 
 from pipeline.datasets import scan
 from pipeline.errors import ConfigError
@@ -34,4 +33,4 @@ class FolderDataset(DatasetAdapter):
             return os.path.splitext(rel)[0], posixpath.dirname(rel), "", path
 
         t = scan.columns(scan.files(base, MEDIA_SUFFIXES), row, ["clip_id", "speaker", "session", "media_path"])
-        return t.take(pc.sort_indices(t, [("media_path", "ascending")])).to_pandas()
+        return scan.sort(t, [("media_path", "ascending")]).to_pandas()

@@ -10,23 +10,36 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 BATCH = 65536
 
 
 def files(root: str, suffixes: set[str]) -> Iterator[str]:
-    """Every file under ``root`` whose suffix (lower-cased) is in ``suffixes``; symlinked folders are not
+    """Every file under ``root`` whose suffix (lower-cased) is in ``suffixes``, in the byte order of their
+    paths (so a manifest sorted by path needs no sort of its own: see ``sort``); symlinked folders are not
     followed (as ``Path.rglob``), hidden AppleDouble files (``._name``) are skipped."""
-    stack = [root]
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for e in entries:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                elif (os.path.splitext(e.name)[1].lower() in suffixes and not e.name.startswith("._")
-                      and e.is_file()):
-                    yield e.path
+    # a folder sorts as its name + "/": where its files' paths fall among its siblings ("a.c" < "a/x")
+    with os.scandir(root) as it:
+        entries = sorted(((e.name + "/", e.path, True) if e.is_dir(follow_symlinks=False) else (e.name, e.path, False)
+                          for e in it if e.is_dir(follow_symlinks=False)
+                          or (os.path.splitext(e.name)[1].lower() in suffixes and not e.name.startswith("._")
+                              and e.is_file())), key=lambda x: x[0].encode("utf-8", "surrogateescape"))
+    for _, path, folder in entries:
+        if folder:
+            yield from files(path, suffixes)
+        else:
+            yield path
+
+
+def sort(t: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
+    """``t`` sorted by ``keys`` (stable); not copied when it is in that order already (a listing by ``files``)."""
+    idx = pc.sort_indices(t, keys)
+    if bool(pc.all(pc.equal(idx, pa.array(np.arange(len(idx), dtype=np.uint64)))).as_py() or not len(idx)):
+        return t
+    return t.take(idx)
 
 
 def columns(paths: Iterator[str], row: Callable[[str], tuple | None], names: list[str]) -> pa.Table:

@@ -63,10 +63,11 @@ class VoxCeleb2(DatasetAdapter):
         trees = []
         for suffix, col in ((".mp4", "video"), (".m4a", "audio")):
             t = scan.columns(scan.files(base, {suffix}), row, names)
-            t = t.take(pc.sort_indices(t, [("path", "ascending")]))  # the first of a clip's copies wins
+            t = scan.sort(t, [("path", "ascending")])  # the first of a clip's copies wins
             codes = pc.dictionary_encode(t["clip_id"]).combine_chunks().indices.to_numpy()
-            trees.append(t.take(pa.array(np.sort(np.unique(codes, return_index=True)[1]), pa.int64()))
-                         .rename_columns([*names[:-1], col]))
+            first = np.sort(np.unique(codes, return_index=True)[1])
+            t = t if len(first) == len(t) else t.take(pa.array(first, pa.int64()))  # no copy when no clip is twice
+            trees.append(t.rename_columns([*names[:-1], col]))
         if not sum(len(t) for t in trees):
             raise ConfigError(f"voxceleb2: no idXXXXX/<ytid>/NNNNN.mp4 or .m4a under {root}")
         both = trees[0].join(trees[1], keys="clip_id", join_type="full outer", left_suffix="", right_suffix="_a",
@@ -76,7 +77,7 @@ class VoxCeleb2(DatasetAdapter):
             both = both.set_column(both.schema.get_field_index(c), c,
                                    pc.if_else(mine, both[c], pc.coalesce(both[f"{c}_a"], both[c])))
         both = both.drop_columns([f"{c}_a" for c in ("speaker", "session", "tree_split")])
-        df = both.take(pc.sort_indices(both, [("clip_id", "ascending")])).to_pandas()
+        df = scan.sort(both, [("clip_id", "ascending")]).to_pandas()
         df["media_path"] = df["video"].fillna(df["audio"])
         df["m4a_path"] = df["audio"]  # the mp4 carries the same audio track; decode-once uses the mp4's own
         metas = sorted(root.rglob("vox2_meta.csv"))
