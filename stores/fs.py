@@ -104,10 +104,6 @@ class StoreFS:
             for batch in pf.iter_batches(batch_size=batch_rows, columns=have):
                 yield pa.Table.from_batches([batch])
 
-    def parquet_rows(self, rel: str) -> int:
-        with self.fs.open(self.path(rel), "rb") as f:
-            return pq.ParquetFile(f).metadata.num_rows
-
     def write_parquet(self, rel: str, table: pa.Table) -> None:
         self.write_atomic(rel, lambda f: write_table(table, f))
 

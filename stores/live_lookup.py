@@ -79,13 +79,8 @@ class LiveLookup:
         """Every index row of ``names`` (native, or aligned in ``view``) as compact columns."""
         n, names = len(clip_ids), pa.array(self.names, pa.string())
         outside: list[pa.ChunkedArray] = []  # clip ids outside the manifest (another dataset's clips in one store)
-        empty = {"clip": np.int64, "stage": np.int8, "ext": np.int16, "key": f"S{KEY_CHARS}", "status": np.int8,
-                 "committed": np.int64, "src": np.int64}
-        # room for every row of every file, as zeroed arrays mapped lazily: rows never kept cost nothing, and
-        # there is no list of batches to join at the end (joining held both: ~300 MB more at 2.2 M entries)
-        total = sum(self._rows_in(path) for path in self.paths)
-        cols = {c: np.zeros(total, dt) for c, dt in empty.items()}
-        m = 0
+        out: dict[str, list[np.ndarray]] = {c: [] for c in ("clip", "stage", "ext", "key", "status", "committed",
+                                                            "src")}
         for f, path in enumerate(self.paths):
             for row0, t in self._batches(path, _COLUMNS):
                 t = index.conform(t).select(_COLUMNS)
@@ -94,33 +89,30 @@ class LiveLookup:
                 aligned = pc.fill_null(pc.and_(pc.equal(t["stage"], "aligned"), pc.equal(t["view"], self.view)),
                                        False).to_numpy(zero_copy_only=False)
                 sel = np.flatnonzero((ext >= 0) & (native | aligned))
-                if not len(sel):
-                    continue
-                t = t.take(pa.array(sel))
-                clip = pc.fill_null(pc.index_in(t["clip_id"], value_set=clip_ids), -1).to_numpy().astype(np.int64)
-                outside.append(t["clip_id"].filter(pa.array(clip < 0)))
-                status = pc.fill_null(pc.index_in(t["status"], value_set=pa.array(STATUS)), len(STATUS))
-                at = slice(m, m + len(sel))
-                cols["clip"][at], cols["ext"][at] = clip, ext[sel]
-                cols["stage"][at] = np.where(aligned[sel], ALIGNED, NATIVE)
-                cols["key"][at], cols["status"][at] = key_bytes(t["key"]), status.to_numpy()
-                cols["committed"][at] = pc.fill_null(t["committed_at"], 0).to_numpy()
-                cols["src"][at] = (np.int64(f) << 40) | (row0 + sel)
-                m += len(sel)
-        cols = {c: v[:m] for c, v in cols.items()}
+                if len(sel):
+                    t = t.take(pa.array(sel))
+                    clip = pc.fill_null(pc.index_in(t["clip_id"], value_set=clip_ids), -1).to_numpy().astype(np.int64)
+                    outside.append(t["clip_id"].filter(pa.array(clip < 0)))
+                    status = pc.fill_null(pc.index_in(t["status"], value_set=pa.array(STATUS)), len(STATUS))
+                    out["clip"].append(clip)
+                    out["stage"].append(np.where(aligned[sel], ALIGNED, NATIVE).astype(np.int8))
+                    out["ext"].append(ext[sel].astype(np.int16))
+                    out["key"].append(key_bytes(t["key"]))
+                    out["status"].append(status.to_numpy().astype(np.int8))
+                    out["committed"].append(pc.fill_null(t["committed_at"], 0).to_numpy().astype(np.int64))
+                    out["src"].append((np.int64(f) << 40) | (row0 + sel))
         if outside:  # codes n, n+1, ... for clips outside the manifest, one per distinct id, in read order
-            clip = cols["clip"]
+            clip = np.concatenate(out["clip"])
             codes = pc.dictionary_encode(pa.chunked_array(outside, pa.string()).combine_chunks()).indices
             clip[clip < 0] = n + codes.to_numpy().astype(np.int64)
+            out["clip"] = [clip]
+        empty = {"clip": np.int64, "stage": np.int8, "ext": np.int16, "key": f"S{KEY_CHARS}", "status": np.int8,
+                 "committed": np.int64, "src": np.int64}
+        cols = {}
+        for c in list(out):  # each column's batches freed as it is joined: the peak is one copy, not two
+            v = out.pop(c)
+            cols[c] = np.concatenate(v) if v else np.zeros(0, empty[c])
         return cols
-
-    def _rows_in(self, path: str) -> int:
-        """An index file's row count, from its footer (nothing else is read)."""
-        try:
-            return self.fs.parquet_rows(path)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"plan: the store's index file {path} went away while planning (a run "
-                                    "beside this one compacted it); run the command again") from None
 
     def rows(self, stage: int, j: int, lo: int, hi: int) -> np.ndarray:
         return self._rows[stage, j, lo:hi].copy()
