@@ -10,6 +10,8 @@ the unchanged re-run, `pipeline status` and `pipeline verify`. ``--plan-stubs`` 
 over that many tiny stub files (plan time only; nothing is decoded) for both fingerprints.
 ``--replan-stubs N ...`` measures an unchanged re-run's plan (driver RSS, plan time) at each N: stub clips and a
 store index saying every result is stored (1.1 M clips cannot be extracted on this machine in a session).
+``--trees DIR ...`` runs those stub plans with other checkouts too (e.g. ``git worktree add /tmp/old HEAD~1``),
+in the same session, for a before/after.
 Prints a Markdown table (also <out>/scale.md) for docs/scale.md.
 """
 
@@ -47,10 +49,13 @@ def generate(root: Path, n: int, seconds: float = 1.0, rate: int = 16000) -> Non
             w.writeframes((x * 32767).astype("<i2").tobytes())
 
 
+TREE = ROOT  # the checkout whose `pipeline` runs (``--trees``: another one, side by side)
+
+
 def timed(args: list[str]) -> tuple[float, float, str]:
     """(wall seconds, the process's own peak RSS in MB, stdout), polling the process (not its children)."""
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=TREE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     ps, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
@@ -177,6 +182,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     ap.add_argument("--plan-stubs", type=int, default=0)
     ap.add_argument("--replan-stubs", type=int, nargs="*", default=[])
+    ap.add_argument("--trees", type=Path, nargs="*", default=[],
+                    help="other checkouts whose stub plans (--plan-stubs, --replan-stubs) run beside this one's")
     ap.add_argument("--tmp", type=Path, default=Path("/tmp/affect-scale"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     a = ap.parse_args()
@@ -194,16 +201,20 @@ def main() -> None:
     if len(rows) > 1:
         lines.append(f"\ndriver peak RSS, {rows[-1]['clips']:,} vs {rows[0]['clips']:,} clips: "
                      f"{rows[-1]['driver_rss_mb'] / rows[0]['driver_rss_mb']:.2f}x")
-    if a.plan_stubs:
-        p = plan_stubs(a.plan_stubs, a.tmp)
-        lines.append(f"\nplan (manifest + fingerprints + cache lookups) over {p['stubs']:,} stub files, a dry run: "
-                     f"content fingerprint {p['plan_content_s']:.1f} s "
-                     f"({p['plan_content_rss_mb']:.0f} MB), stat fingerprint {p['plan_stat_s']:.1f} s "
-                     f"({p['plan_stat_rss_mb']:.0f} MB)")
-    for n in a.replan_stubs:
-        r = replan_stubs(n, a.tmp)
-        lines.append(f"\nunchanged re-run's plan (dry run) over {n:,} stub clips, every result stored: "
-                     f"plan {r['replan_s']:.1f} s, driver peak RSS {r['replan_rss_mb']:.0f} MB")
+    global TREE
+    for tree in [ROOT, *a.trees]:
+        TREE, label = tree.resolve(), "" if tree == ROOT else f" [{tree}]"
+        if a.plan_stubs:
+            p = plan_stubs(a.plan_stubs, a.tmp)
+            lines.append(f"\nplan (manifest + fingerprints + cache lookups) over {p['stubs']:,} stub files, a dry run"
+                         f"{label}: content fingerprint {p['plan_content_s']:.1f} s "
+                         f"({p['plan_content_rss_mb']:.0f} MB), stat fingerprint {p['plan_stat_s']:.1f} s "
+                         f"({p['plan_stat_rss_mb']:.0f} MB)")
+        for n in a.replan_stubs:
+            r = replan_stubs(n, a.tmp)
+            lines.append(f"\nunchanged re-run's plan (dry run) over {n:,} stub clips, every result stored{label}: "
+                         f"plan {r['replan_s']:.1f} s, driver peak RSS {r['replan_rss_mb']:.0f} MB")
+    TREE = ROOT
     oc = order_costs()
     lines.append("\ntrainer epoch order (chunk-aware shuffle, parts of 8 clips): " +
                  ", ".join(f"{v:.3f} s at {k:,}" for k, v in oc.items()))
