@@ -109,7 +109,7 @@ class LiveLookup:
         empty = {"clip": np.int64, "stage": np.int8, "ext": np.int16, "key": f"S{KEY_CHARS}", "status": np.int8,
                  "committed": np.int64, "src": np.int64}
         cols = {}
-        for c in list(out):  # each column's batches freed as it is joined: the peak is one copy, not two
+        for c in list(out):  # each column's batches let go of as soon as it is joined
             v = out.pop(c)
             cols[c] = np.concatenate(v) if v else np.zeros(0, empty[c])
         return cols

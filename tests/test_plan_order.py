@@ -104,7 +104,6 @@ def test_a_repeated_id_in_an_unsorted_manifest_is_refused_with_examples():
 def test_index_files_stream_in_row_groups(tmp_path):
     fs = StoreFS(str(tmp_path / "s.zarr"))
     n = 2 * ROW_GROUP + 5
-    t = index.SCHEMA.empty_table()
     cols = {f.name: pa.nulls(n, f.type) for f in index.SCHEMA}
     cols["clip_id"] = pa.array([f"c{i}" for i in range(n)], pa.string())
     t = pa.table(cols, schema=index.SCHEMA)
