@@ -1,7 +1,10 @@
-"""Deep extractors inside the pipeline vs the bare model on pre-decoded batches (CPU here).
+"""Deep extractors inside the pipeline vs the bare model on pre-decoded batches, on one device.
 
     .venv/bin/python benchmarks/deep_bench.py [--clips 24] [--w2v-clips 64] [--reps 3] [--shard-size N]
-                                              [--only NAME] [--trees CHECKOUT,CHECKOUT]
+                                              [--only NAME] [--trees CHECKOUT,CHECKOUT] [--device auto|cpu|cuda]
+
+Both sides run on ``--device`` (auto: cuda when torch sees a GPU; the pipeline is given the same
+``--device``), so on a GPU node the ratio says how much of decoding the pipeline hides behind the model.
 
 Weights are randomly initialised at the real sizes (R(2+1)D-18: 31.3 M parameters; wav2vec2-base: 95 M),
 registered through `pipeline models add --like` (the speed does not depend on the values). "Bare" =
@@ -53,10 +56,10 @@ def setup_models(root: Path) -> None:
     weights.add("BENCH_W2V", w2v, m)
 
 
-def bare(name: str, overrides: dict, files: list[Path], models: Path) -> float:
+def bare(name: str, overrides: dict, files: list[Path], models: Path, device: str = "cpu") -> float:
     weights.set_models_dir(str(models))
     ext = registry.create(name, overrides)
-    ext.ensure_setup("cpu")
+    ext.ensure_setup(device)
     decoded = []
     for f in files:  # decode first: the model timing below sees pre-decoded batches only
         d = ClipDecoder(ClipSource(f.stem, str(f)), ext.input == "frames", ext.input == "audio", 32)
@@ -68,13 +71,16 @@ def bare(name: str, overrides: dict, files: list[Path], models: Path) -> float:
             decoded.append(VideoSegment(f.stem, frames, times, ends, last=True))
         else:
             decoded.append(AudioSegment(f.stem, d.audio))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     t = time.perf_counter()
     ext.compute(decoded)
+    sync()
     return time.perf_counter() - t
 
 
 def pipeline(name: str, overrides: dict, corpus: Path, store: Path, models: Path, limit: int,
-             shard_size: int | None = None, tree: Path | None = None) -> tuple[float, dict]:
+             shard_size: int | None = None, tree: Path | None = None, device: str = "cpu") -> tuple[float, dict]:
     """Wall seconds of `pipeline extract` as a user runs it, and the run's report (runs/*.json)."""
     shutil.rmtree(store, ignore_errors=True)
     cluster = store.parent / "two.yaml"
@@ -84,8 +90,8 @@ def pipeline(name: str, overrides: dict, corpus: Path, store: Path, models: Path
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pipeline", "extract", "--dataset", "demo", "--root", str(corpus),
                     "--store", str(store), "--extractors", name, *sets, "--models", str(models), "--limit",
-                    str(limit), "--cluster", str(cluster), "--quiet", *shard], check=True, capture_output=True,
-                   cwd=tree)  # another checkout's code: `-m pipeline` imports from the working directory first
+                    str(limit), "--cluster", str(cluster), "--device", device, "--quiet", *shard], check=True,
+                   capture_output=True, cwd=tree)  # another checkout: `-m pipeline` imports from the cwd first
     wall = time.perf_counter() - t
     return wall, json.loads(max((store / "runs").glob("*.json"), key=lambda f: f.stat().st_mtime).read_text())
 
@@ -99,8 +105,11 @@ def main() -> None:
     ap.add_argument("--only", choices=["r2plus1d", "wav2vec2"], default=None)
     ap.add_argument("--trees", default="", help="comma-separated checkouts to compare side by side (e.g. a "
                     "`git worktree` of the previous commit); default: this one")
+    ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="both sides on this device (auto: cuda when torch sees a GPU)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/deep"))
     args = ap.parse_args()
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     need = max(args.clips, args.w2v_clips)
@@ -120,12 +129,12 @@ def main() -> None:
                 label = name if tree is None else f"{name} @ {tree.name}"
                 half = clips // 2
                 models = out / "models"
-                before = bare(name, ov, order[half:clips], models)  # the clips of the marginal half
+                before = bare(name, ov, order[half:clips], models, device)  # the clips of the marginal half
                 t1, _ = pipeline(name, ov, corpus.resolve(), out / f"{name}_a.zarr", models, half, args.shard_size,
-                                 tree)
+                                 tree, device)
                 t2, r2 = pipeline(name, ov, corpus.resolve(), out / f"{name}_b.zarr", models, clips, args.shard_size,
-                                  tree)
-                after = bare(name, ov, order[half:clips], models)
+                                  tree, device)
+                after = bare(name, ov, order[half:clips], models, device)
                 tb = (before + after) / 2
                 rows.setdefault(label, []).append({
                     "n": half, "bare_before_s": before, "bare_after_s": after, "bare_s": tb, "pipeline_half_s": t1,
