@@ -40,20 +40,13 @@ from extractors.base import AudioSegment, VideoSegment
 from pipeline.datasets.demo import generate
 from pipeline.decode import ClipDecoder, ClipSource
 
+sys.path.insert(0, str(Path(__file__).parent))
+from model_throughput import register  # noqa: E402 - the benchmarks folder, as a script sees it
 
-def setup_models(root: Path) -> None:
-    from torchvision.models.video import r2plus1d_18
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-    torch.save(r2plus1d_18(weights=None).state_dict(), root / "r2p1d.pth")
-    w2v = root / "w2v"
-    Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(w2v, safe_serialization=True)
-    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(w2v)
-    m = root / "models"
-    weights.define_custom("BENCH_R2P1D", "R2PLUS1D_18_KINETICS400_V1", m)
-    weights.add("BENCH_R2P1D", root / "r2p1d.pth", m)
-    weights.define_custom("BENCH_W2V", "WAV2VEC2_BASE", m)
-    weights.add("BENCH_W2V", w2v, m)
+def setup_models(root: Path) -> dict[str, str]:
+    """Real-size random R(2+1)D-18 and wav2vec2-base weights in ``root/models``; extractor -> weights id."""
+    return {name: register(name, root / "models") for name in ("r2plus1d", "wav2vec2")}
 
 
 def bare(name: str, overrides: dict, files: list[Path], models: Path, device: str = "cpu") -> float:
@@ -114,12 +107,12 @@ def main() -> None:
     args.out.mkdir(parents=True)
     need = max(args.clips, args.w2v_clips)
     corpus = generate(args.out / "corpus", clips_per_class=-(-need // 24))  # 6 speakers x 4 classes per step
-    setup_models(args.out)
+    own = setup_models(args.out.resolve())
     from pipeline import manifest
 
     order = [Path(p) for p in manifest.build("demo", corpus, None)["media_path"]]
-    runs = [r for r in (("r2plus1d", {"weights": "BENCH_R2P1D"}, args.clips),
-                        ("wav2vec2", {"weights": "BENCH_W2V"}, args.w2v_clips)) if args.only in (None, r[0])]
+    runs = [r for r in (("r2plus1d", {"weights": own["r2plus1d"]}, args.clips),
+                        ("wav2vec2", {"weights": own["wav2vec2"]}, args.w2v_clips)) if args.only in (None, r[0])]
     trees = [Path(t).resolve() for t in args.trees.split(",") if t] or [None]
     rows: dict[str, list[dict]] = {}
     out = args.out.resolve()

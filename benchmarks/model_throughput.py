@@ -105,7 +105,8 @@ def inputs(ext: object, clips: int, seconds: float, rng: np.random.Generator) ->
     return out
 
 
-def measure(name: str, device: str, clips: int, seconds: float, reps: int, models: Path) -> dict:
+def register(name: str, models: Path) -> str:
+    """Real-size random weights for extractor ``name`` added to ``models`` as the user's own (once); their id."""
     like, save = _builders()[name]
     own = f"BENCH_{name.upper()}"
     if not (models / own).exists():
@@ -115,6 +116,11 @@ def measure(name: str, device: str, clips: int, seconds: float, reps: int, model
         weights.define_custom(own, like, models)
         weights.add(own, save(src), models)
         shutil.rmtree(src)
+    return own
+
+
+def measure(name: str, device: str, clips: int, seconds: float, reps: int, models: Path) -> dict:
+    own = register(name, models)
     weights.set_models_dir(str(models))
     ext = registry.create(name, {"weights": own})
     ext.ensure_setup(device)
