@@ -13,12 +13,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu
 "$py" -c "import torch, torchvision, transformers; print(torch.__version__, torchvision.__version__, transformers.__version__)" \
   >> "$out/gpu.txt"
 cat "$out/gpu.txt"
-# 32 VoxCeleb2-length utterances per extractor: enough to fill each extractor's GPU batch several times.
+# 32 VoxCeleb2-length utterances per extractor: enough to fill each extractor's GPU batch several times;
+# fp32 (the default, matches the references) and bf16 (autocast, the throughput option) side by side.
 # DEVICE=cpu CLIPS=1 ONLY="vggish wav2vec2" DEEP=0 runs the same script here (a check that it works, not a
 # measurement).
 # The real-size random weights (~1 GB) are written outside $OUT, which comes back to the caller.
 work="$(mktemp -d)"
 timeout 480 "$py" benchmarks/model_throughput.py --device "${DEVICE:-cuda}" --clips "${CLIPS:-32}" --reps 3 --out "$work" \
+  --precision ${PRECISION:-fp32 bf16} \
   ${ONLY:+--only $ONLY} \
   2>&1 | grep -v "Loading weights" | tee "$out/throughput.md"
 cp "$work/throughput.json" "$out/"

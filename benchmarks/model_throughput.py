@@ -1,7 +1,8 @@
 """Every deep extractor's batch throughput on one device, and what VoxCeleb2 would cost on it.
 
     .venv/bin/python benchmarks/model_throughput.py [--device auto|cpu|cuda] [--clips 4] [--seconds 7.8]
-                                                    [--only NAME ...] [--reps 2] [--out benchmarks/out/throughput]
+                                                    [--only NAME ...] [--precision fp32 [bf16]] [--reps 2]
+                                                    [--out benchmarks/out/throughput]
 
 The cost model's per-extractor line (docs/scale.md): for each PyTorch extractor, real-size networks with
 randomly initialised weights (the speed does not depend on the values) are registered as the user's own
@@ -12,7 +13,9 @@ in the size each face extractor asks for. Decoding and the face stage are not in
 them); the extractor's own preprocessing and its batching (its ``batch_*`` setting) are. One warm-up call on
 one clip first (CUDA kernels, allocator), then the fastest of ``--reps`` timed calls over all clips, with
 ``torch.cuda.synchronize`` on a GPU. Prints media seconds per second, device-seconds per media hour and the
-device-hours for VoxCeleb2 (2,440 h); on CPU, core-hours = device-hours x the threads torch used.
+device-hours for VoxCeleb2 (2,440 h); on CPU, core-hours = device-hours x the threads torch used. Each
+``--precision`` is one row per extractor (fp32, the default, matches reference implementations; bf16 is
+bfloat16 autocast, the GPU throughput option).
 
 Not covered: TRILL (its graph exists only as the TF-Hub SavedModel, which cannot be built here at its real
 size), BERT (text: per transcript, not per media second), the MTCNN face stage (measured with decoding in
@@ -119,10 +122,11 @@ def register(name: str, models: Path) -> str:
     return own
 
 
-def measure(name: str, device: str, clips: int, seconds: float, reps: int, models: Path) -> dict:
+def measure(name: str, device: str, clips: int, seconds: float, reps: int, models: Path,
+            precision: str = "fp32") -> dict:
     own = register(name, models)
     weights.set_models_dir(str(models))
-    ext = registry.create(name, {"weights": own})
+    ext = registry.create(name, {"weights": own, "precision": precision})
     ext.ensure_setup(device)
     dev = torch.device(getattr(ext, "device", "cpu"))
     segs = inputs(ext, clips, seconds, np.random.default_rng(0))
@@ -140,20 +144,21 @@ def measure(name: str, device: str, clips: int, seconds: float, reps: int, model
     best = min(run(segs) for _ in range(reps))
     rate = clips * seconds / best  # media seconds per second
     batch = {k: v for k, v in vars(ext.config).items() if k.startswith("batch")}
-    return {"extractor": name, "device": str(dev), "threads": torch.get_num_threads() if dev.type == "cpu" else 0,
+    return {"extractor": name, "precision": precision, "device": str(dev),
+            "threads": torch.get_num_threads() if dev.type == "cpu" else 0,
             "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "", "batch": batch,
             "clips": clips, "seconds": seconds, "warmup_s": warm, "best_s": best, "media_s_per_s": rate,
             "device_s_per_media_h": 3600 / rate, "voxceleb2_device_h": VOXCELEB2_HOURS / rate}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| extractor | device | batch | media s per s | device-s per media hour | VoxCeleb2 (2,440 h): "
-             "device-hours | core-hours (CPU) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| extractor | precision | device | batch | media s per s | device-s per media hour | "
+             "VoxCeleb2 (2,440 h): device-hours | core-hours (CPU) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         dev = r["gpu"] or f"cpu x {r['threads']} threads"
         core = f"{r['voxceleb2_device_h'] * r['threads']:,.0f}" if r["threads"] else ""
         batch = ", ".join(f"{k}={v}" for k, v in r["batch"].items())
-        lines.append(f"| {r['extractor']} | {dev} | {batch} | {r['media_s_per_s']:.2f} | "
+        lines.append(f"| {r['extractor']} | {r['precision']} | {dev} | {batch} | {r['media_s_per_s']:.2f} | "
                      f"{r['device_s_per_media_h']:,.0f} | {r['voxceleb2_device_h']:,.0f} | {core} |")
     return "\n".join(lines)
 
@@ -165,6 +170,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=7.8)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--only", nargs="*", default=None, choices=sorted(_builders()))
+    ap.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/throughput"))
     args = ap.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -173,8 +179,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.only or list(_builders()):
-        rows.append(measure(name, device, args.clips, args.seconds, args.reps, (args.out / "models").resolve()))
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}), flush=True)
+        for precision in args.precision:
+            rows.append(measure(name, device, args.clips, args.seconds, args.reps, (args.out / "models").resolve(),
+                                precision))
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}),
+                  flush=True)
     (args.out / "throughput.json").write_text(json.dumps(rows, indent=1))
     print(table(rows))
 

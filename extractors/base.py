@@ -242,7 +242,10 @@ class Extractor:
         return weights.resolve(self.weights_id, verify=False)  # the client verified before the graph
 
     def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
+        out = dataclasses.asdict(self.config)
+        if out.get("precision") == "fp32":  # the default, left out: keys made before the field existed still hold
+            del out["precision"]
+        return out
 
     def describe(self) -> dict[str, Any]:
         """Everything that determines the output: part of the cache key and of the store's attributes."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from extractors.base import Extractor, Features, TextSegment
+from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -22,12 +23,13 @@ WEIGHTS = register_weights(Weights(
 
 
 @dataclass(frozen=True)
-class BertConfig:
+class BertConfig(PrecisionConfig):
     weights: str = WEIGHTS.name
     pooling: str = "pooler"
     max_length: int = 512
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.pooling not in ("pooler", "cls", "mean"):
             raise ValueError(f"bert: pooling must be pooler, cls or mean, not {self.pooling!r}")
 
@@ -69,7 +71,7 @@ class Bert(Extractor):
         self.ensure_setup()
         enc = self.tokenizer([s.text for s in batch], padding=True, truncation=True,
                              max_length=self.config.max_length, return_tensors="pt").to(self.device)
-        with inference(self.device):
+        with inference(self.device, self.config.precision):
             out = self.model(**enc)
             if self.config.pooling == "pooler":
                 vec = out.pooler_output

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from extractors.base import Extractor, FaceCrop, Features, VideoSegment
+from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -109,7 +110,7 @@ def inception_resnet_v1(classes: int = 8631):  # noqa: ANN201 - torch.nn.Module
 
 
 @dataclass(frozen=True)
-class FaceNetConfig:
+class FaceNetConfig(PrecisionConfig):
     weights: str = WEIGHTS.name
     batch_frames: int = 64
 
@@ -143,4 +144,4 @@ class FaceNet(Extractor):
 
         self.ensure_setup()
         return face_embeddings(self.model, self.device, batch, 512, self.config.batch_frames,
-                               lambda x: (x - 127.5) / 128.0)
+                               lambda x: (x - 127.5) / 128.0, self.config.precision)

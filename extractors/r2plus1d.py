@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from extractors.base import Extractor, FaceCrop, Features, VideoSegment
+from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -33,7 +34,7 @@ WEIGHTS = register_weights(Weights(
 
 
 @dataclass(frozen=True)
-class R2Plus1DConfig:
+class R2Plus1DConfig(PrecisionConfig):
     weights: str = WEIGHTS.name  # or your own, registered with `pipeline models add NAME PATH --like ...`
     clip_frames: int = 8
     batch_clips: int = 32
@@ -119,7 +120,7 @@ class R2Plus1D(Extractor):
         per_seg = [self._clips(seg) for seg in batch]
         all_clips = [c for clips, _ in per_seg for c in clips]
         feats = []
-        with inference(self.device):
+        with inference(self.device, self.config.precision):
             for i in range(0, len(all_clips), self.config.batch_clips):
                 x = self._transform(np.stack(all_clips[i : i + self.config.batch_clips]))
                 feats.append(self.model(x).float().cpu())

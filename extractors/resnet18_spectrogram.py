@@ -14,6 +14,7 @@ import numpy as np
 
 from extractors import stft
 from extractors.base import AudioSegment, Extractor, Features
+from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -38,7 +39,7 @@ def resnet18_1ch():  # noqa: ANN201 - torch.nn.Module
 
 
 @dataclass(frozen=True)
-class ResNet18SpecConfig:
+class ResNet18SpecConfig(PrecisionConfig):
     weights: str = WEIGHTS.name
     window_s: float = 1.0
     hop_s: float = 1.0
@@ -89,7 +90,7 @@ class ResNet18Spectrogram(Extractor):
             spans.append(starts)
             windows += [self.spectrogram(x[s : s + win]).T for s in starts]  # [64 mels, frames]
         outs = []
-        with inference(self.device):
+        with inference(self.device, self.config.precision):
             for i in range(0, len(windows), self.config.batch_windows):
                 t = torch.from_numpy(np.stack(windows[i : i + self.config.batch_windows]))[:, None].to(self.device)
                 outs.append(self.model(t).float().cpu().numpy())

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from extractors.base import Extractor, FaceCrop, Features, VideoSegment
+from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -30,13 +31,14 @@ ARCHS = {  # arch -> (weights, feature dim)
 
 
 @dataclass(frozen=True)
-class ResNetFaceConfig:
+class ResNetFaceConfig(PrecisionConfig):
     arch: str = "resnet18"  # resnet18 (512-d) | resnet50 (2048-d)
     weights: str = ""  # default: the arch's ImageNet weights; or your own registered --like them
     size: int = 224
     batch_frames: int = 64
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.arch not in ARCHS:
             raise ValueError(f"resnet_face.arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
 
@@ -84,4 +86,4 @@ class ResNetFace(Extractor):
         mean = torch.tensor(_IMAGENET["mean"], device=self.device)[None, :, None, None] * 255
         std = torch.tensor(_IMAGENET["std"], device=self.device)[None, :, None, None] * 255
         return face_embeddings(self.model, self.device, batch, self.dim, self.config.batch_frames,
-                               lambda x: (x - mean) / std)
+                               lambda x: (x - mean) / std, self.config.precision)

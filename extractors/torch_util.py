@@ -14,13 +14,16 @@ from extractors.base import Features, VideoSegment
 def device_of(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         return torch.device("cpu")
+    if name == "cuda":  # fp32 means fp32: TF32 convolutions (PyTorch's CUDA default) differ from CPU results
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     return torch.device(name)
 
 
 @contextlib.contextmanager
-def inference(device: torch.device) -> Iterator[None]:
-    """no_grad, plus bfloat16 autocast on CUDA (CPU runs float32)."""
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+def inference(device: torch.device, precision: str = "fp32") -> Iterator[None]:
+    """no_grad; with ``precision="bf16"``, bfloat16 autocast (on CPU too: the same code path as on a GPU)."""
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         yield
 
 
@@ -39,11 +42,12 @@ def load_state(path, model: torch.nn.Module, strict: bool = True) -> torch.nn.Mo
 
 
 def face_embeddings(model: torch.nn.Module, device: torch.device, batch: Sequence[VideoSegment], dim: int,
-                    batch_frames: int, standardise: Callable[[torch.Tensor], torch.Tensor]) -> list[Features]:
+                    batch_frames: int, standardise: Callable[[torch.Tensor], torch.Tensor],
+                    precision: str = "fp32") -> list[Features]:
     """Run ``model`` on every frame's crop (batched across clips); faceless frames are zero and invalid."""
     crops = np.concatenate([s.frames for s in batch]) if batch else np.zeros((0, 1, 1, 3), np.uint8)
     outs = []
-    with inference(device):
+    with inference(device, precision):
         for i in range(0, len(crops), batch_frames):
             x = torch.from_numpy(crops[i : i + batch_frames]).to(device).permute(0, 3, 1, 2).float()
             outs.append(model(standardise(x)).float().cpu().numpy())

@@ -20,6 +20,7 @@ import numpy as np
 
 from extractors import stft
 from extractors.base import AudioSegment, Extractor, Features
+from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -71,7 +72,7 @@ def vggish_net():  # noqa: ANN201 - torch.nn.Module with torchvggish's parameter
 
 
 @dataclass(frozen=True)
-class VGGishConfig:
+class VGGishConfig(PrecisionConfig):
     weights: str = WEIGHTS.name
     mode: str = "embedding"  # embedding (128) | conv (512)
     window_s: float = 0.96
@@ -80,6 +81,7 @@ class VGGishConfig:
     batch_examples: int = 256
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.mode not in ("embedding", "conv"):
             raise ValueError(f"vggish: mode must be embedding or conv, not {self.mode!r}")
         if self.mode == "embedding" and abs(self.window_s - 0.96) > 1e-6:
@@ -148,7 +150,7 @@ class VGGish(Extractor):
         per = [self.examples(s.samples) for s in batch]
         flat = np.concatenate([e for e, _ in per])
         outs = []
-        with inference(self.device):
+        with inference(self.device, self.config.precision):
             for i in range(0, len(flat), self.config.batch_examples):
                 x = torch.from_numpy(flat[i : i + self.config.batch_examples])[:, None].to(self.device)
                 outs.append(self.model(x, self.config.mode).float().cpu().numpy())

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from extractors.base import Extractor, Features, VideoSegment
+from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -58,7 +59,7 @@ def vggm_net():  # noqa: ANN201 - torch.nn.Module with the conversion's attribut
 
 
 @dataclass(frozen=True)
-class VGGMFaceConfig:
+class VGGMFaceConfig(PrecisionConfig):
     weights: str = WEIGHTS.name
     size: int = 96
     grey: bool = True
@@ -101,4 +102,5 @@ class VGGMFace(Extractor):
         from extractors.torch_util import face_embeddings
 
         self.ensure_setup()
-        return face_embeddings(self.model, self.device, batch, 512, self.config.batch_frames, self.standardise)
+        return face_embeddings(self.model, self.device, batch, 512, self.config.batch_frames, self.standardise,
+                               self.config.precision)

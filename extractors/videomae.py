@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from extractors.base import Extractor, Features, VideoSegment
+from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -25,7 +26,7 @@ WEIGHTS = register_weights(Weights(
 
 
 @dataclass(frozen=True)
-class VideoMAEConfig:
+class VideoMAEConfig(PrecisionConfig):
     weights: str = WEIGHTS.name
     batch_groups: int = 8
 
@@ -90,7 +91,7 @@ class VideoMAE(Extractor):
                 groups.append(seg.frames[np.minimum(np.arange(s, s + k), n - 1)])
                 spans[-1].append((float(seg.times[s]), float(seg.ends[min(s + k, n) - 1])))
         outs = []
-        with inference(self.device):
+        with inference(self.device, self.config.precision):
             for i in range(0, len(groups), self.config.batch_groups):
                 h = self.model(pixel_values=self._transform(np.stack(groups[i : i + self.config.batch_groups])))
                 outs.append(h.last_hidden_state.mean(1).float().cpu().numpy())

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from extractors.base import AudioSegment, Extractor, Features
+from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
@@ -28,7 +29,7 @@ WEIGHTS = register_weights(Weights(
 
 
 @dataclass(frozen=True)
-class Wav2Vec2Config:
+class Wav2Vec2Config(PrecisionConfig):
     weights: str = WEIGHTS.name
     layer: int = -1  # hidden_states index: -1 = last layer, 0 = the CNN features after projection
     pooled: bool = False
@@ -90,7 +91,7 @@ class Wav2Vec2(Extractor):
         xs = [self._prep(s.samples) for s in batch]
         groups = [list(range(len(xs)))] if self.masked else [[i] for i in range(len(xs))]
         hidden: dict[int, np.ndarray] = {}
-        with inference(self.device):
+        with inference(self.device, self.config.precision):
             for g in groups:
                 n = max(len(xs[i]) for i in g)
                 x = torch.zeros(len(g), n)

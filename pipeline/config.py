@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from extractors import registry
+from extractors.precision import PRECISIONS
 from pipeline.align import AlignConfig
 from pipeline.errors import ConfigError
 from pipeline.face import DETECTORS, FaceConfig
@@ -67,8 +69,12 @@ class ExtractConfig:
                 raise ConfigError(str(exc)) from None
 
 
-def parse_extractors(text: str | None, settings: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """``"logmel,egemaps"`` plus ``["logmel.n_mels=40"]`` -> ``{"logmel": {"n_mels": 40}, "egemaps": {}}``."""
+def parse_extractors(text: str | None, settings: list[str] | None = None,
+                     precision: str | None = None) -> dict[str, dict[str, Any]]:
+    """``"logmel,egemaps"`` plus ``["logmel.n_mels=40"]`` -> ``{"logmel": {"n_mels": 40}, "egemaps": {}}``.
+
+    ``precision`` (``--precision``) goes to every requested extractor with a ``precision`` option that
+    ``--set`` did not give one."""
     names = [n.strip() for n in (text or ",".join(DEFAULT_EXTRACTORS)).split(",") if n.strip()]
     known = registry.names()
     for n in names:
@@ -88,4 +94,10 @@ def parse_extractors(text: str | None, settings: list[str] | None = None) -> dic
             out[name][option] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set {item!r}: bad value ({exc})") from None
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        for name, overrides in out.items():
+            if "precision" in {f.name for f in dataclasses.fields(registry.get(name).Config)}:
+                overrides.setdefault("precision", precision)
     return out

@@ -151,17 +151,10 @@ def test_wav2vec2_end_to_end_through_extract(mini_corpus, tmp_path, w2v_models):
 
 @pytest.fixture(scope="module")
 def vggish_models(tmp_path_factory):
-    from extractors.vggish import vggish_net
+    from tests.tiny_models import add_vggish
 
     d = tmp_path_factory.mktemp("vggish")
-    src = d / "files"
-    src.mkdir()
-    torch.manual_seed(0)
-    torch.save(vggish_net().state_dict(), src / "vggish-10086976.pth")
-    g = torch.Generator().manual_seed(1)
-    torch.save({"pca_eigen_vectors": torch.linalg.qr(torch.randn(128, 128, generator=g))[0],
-                "pca_means": torch.randn(128, 1, generator=g)}, src / "vggish_pca_params-970ea276.pth")
-    cli("models", "add", "TEST_VGGISH", str(src), "--like", "VGGISH_AUDIOSET", "--models", str(d / "m"), check=True)
+    add_vggish(d, d / "m")
     return d / "m"
 
 

@@ -48,3 +48,18 @@ def add_videomae(d: Path, models: Path, name: str = "TEST_VMAE", hidden: int = 1
                   ).save_pretrained(src, safe_serialization=True)
     cli("models", "add", name, str(src), "--like", "VIDEOMAE_BASE", "--models", str(models), check=True)
     return name
+
+
+def add_vggish(d: Path, models: Path, name: str = "TEST_VGGISH") -> str:
+    """VGGish at its real size (torchvggish's parameter names) and a random orthogonal PCA, test-made."""
+    from extractors.vggish import vggish_net
+
+    src = d / "vggish_files"
+    src.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(vggish_net().state_dict(), src / "vggish-10086976.pth")
+    g = torch.Generator().manual_seed(1)
+    torch.save({"pca_eigen_vectors": torch.linalg.qr(torch.randn(128, 128, generator=g))[0],
+                "pca_means": torch.randn(128, 1, generator=g)}, src / "vggish_pca_params-970ea276.pth")
+    cli("models", "add", name, str(src), "--like", "VGGISH_AUDIOSET", "--models", str(models), check=True)
+    return name
