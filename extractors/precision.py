@@ -22,4 +22,5 @@ class PrecisionConfig:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r} "
+                             "(fp32: the default; bf16: --precision bf16 or --set NAME.precision=bf16)")

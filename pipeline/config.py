@@ -66,7 +66,8 @@ class ExtractConfig:
             try:
                 registry.make_config(name, overrides)
             except (KeyError, ValueError, TypeError) as exc:
-                raise ConfigError(str(exc)) from None
+                msg = str(exc)  # options shared by several extractors (precision) do not know whose they are
+                raise ConfigError(msg if name in msg else f"extractor {name!r}: {msg}") from None
 
 
 def parse_extractors(text: str | None, settings: list[str] | None = None,

@@ -44,6 +44,9 @@ def test_the_precision_flag_reaches_every_pytorch_extractor_unless_set_for_one()
     assert parse_extractors("logmel,wav2vec2", [], None) == {"logmel": {}, "wav2vec2": {}}
     with pytest.raises(ConfigError, match="--precision must be one of fp32, bf16, not 'half'"):
         parse_extractors("wav2vec2", [], "half")
+    bad = cli("extract", "--dataset", "demo", "--root", "/nonexistent", "--store", "/nonexistent/s.zarr",
+              "--extractors", "wav2vec2", "--set", "wav2vec2.precision=fp16", "--dry-run")
+    assert bad.returncode == 2 and "extractor 'wav2vec2': precision must be one of fp32, bf16, not 'fp16'" in bad.stderr
 
 
 @pytest.fixture(scope="module")
