@@ -38,7 +38,7 @@ import torch
 from extractors import registry, weights
 from extractors.base import AudioSegment, VideoSegment
 from pipeline.datasets.demo import generate
-from pipeline.decode import ClipDecoder, ClipSource
+from pipeline.media.decode import ClipDecoder, ClipSource
 
 sys.path.insert(0, str(Path(__file__).parent))
 from model_throughput import register  # noqa: E402 - the benchmarks folder, as a script sees it
@@ -108,7 +108,7 @@ def main() -> None:
     need = max(args.clips, args.w2v_clips)
     corpus = generate(args.out / "corpus", clips_per_class=-(-need // 24))  # 6 speakers x 4 classes per step
     own = setup_models(args.out.resolve())
-    from pipeline import manifest
+    from pipeline.datasets import manifest
 
     order = [Path(p) for p in manifest.build("demo", corpus, None)["media_path"]]
     runs = [r for r in (("r2plus1d", {"weights": own["r2plus1d"]}, args.clips),

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipeline.config import DEFAULT_EXTRACTORS, ExtractConfig
 from pipeline.datasets.demo import generate
-from pipeline.decode import ClipDecoder, ClipSource
-from pipeline.graph import extract
+from pipeline.engine.config import DEFAULT_EXTRACTORS, ExtractConfig
+from pipeline.engine.run import extract
+from pipeline.media.decode import ClipDecoder, ClipSource
 
 QUIET = Console(stderr=True, quiet=True)
 
@@ -58,13 +58,13 @@ def ffmpeg_all(files: list[Path]) -> float | None:
 
 RSS_CHILD = """
 import json, resource, sys
-from pipeline.worker_setup import tune_malloc
+from pipeline.runtime.worker_setup import tune_malloc
 tune_malloc()  # as in every Dask worker
-from pipeline.align import AlignConfig
-from pipeline.face import FaceConfig
-from pipeline.decode import ClipSource
-from pipeline.plan import ClipWork
-from pipeline.shard import ShardTask, process_shard
+from pipeline.shard.align import AlignConfig
+from pipeline.media.face import FaceConfig
+from pipeline.media.decode import ClipSource
+from pipeline.shard.work import ClipWork, ShardTask, TaskConfig
+from pipeline.shard.task import process_shard
 from stores.feature_store import FeatureStore
 from extractors import registry
 path, store = sys.argv[1], sys.argv[2]
@@ -72,7 +72,7 @@ FeatureStore(store, create=True)
 names = ["logmel", "linear_spectrogram", "egemaps", "face_hog"]
 desc = {n: registry.create(n).describe() for n in names}
 w = ClipWork(ClipSource("long", path), "fp", {n: n for n in names}, names, names)
-r = process_shard(ShardTask(store, "rss", 0, [w], {n: {} for n in names}, desc, FaceConfig(), AlignConfig()))
+r = process_shard(ShardTask(0, [w], TaskConfig(store, "rss", tuple(registry.spec(n) for n in names), desc)))
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "frames": r.frames,
                   "ok": r.counts["ok"]}))
 """
@@ -82,7 +82,7 @@ def long_clip_rss(tmp: Path, seconds: float) -> dict:
     """Peak RSS of one worker task on a 720p clip of 30 s and of `seconds`: should not grow with the length."""
     import cv2
 
-    from pipeline import synth
+    from pipeline.media import synth
 
     base = synth.face_image(720)
     out = {}

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from extractors.base import FaceCrop, VideoSegment  # noqa: E402
-from pipeline import synth  # noqa: E402
 from pipeline.datasets.demo import generate  # noqa: E402
-from pipeline.face import FaceConfig, FaceStage  # noqa: E402
+from pipeline.media import synth  # noqa: E402
+from pipeline.media.face import FaceConfig, FaceStage  # noqa: E402
 
 SAMPLES = [ROOT / ".cache" / "opencv-samples", Path("/usr/share/doc/opencv-doc/examples/data")]
 
@@ -40,8 +40,8 @@ def _sample(name: str) -> Path | None:
     return next((d / name for d in SAMPLES if (d / name).exists()), None)
 
 
-def _old_stage(rev: str):  # noqa: ANN202 - a callable: frames -> found mask, using the face stage of `rev`
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:pipeline/face.py"], capture_output=True,
+def _old_stage(rev: str):
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:pipeline/media/face.py"], capture_output=True,
                          text=True, check=True, timeout=60).stdout
     path = Path(tempfile.mkdtemp()) / "old_face.py"
     path.write_text(src)
@@ -61,7 +61,7 @@ def _old_stage(rev: str):  # noqa: ANN202 - a callable: frames -> found mask, us
     return run
 
 
-def _new_stage(cfg: FaceConfig):  # noqa: ANN202
+def _new_stage(cfg: FaceConfig):
     def run(frames: np.ndarray) -> np.ndarray:
         stage, found = FaceStage(cfg, [FaceCrop(112)]), []
         for i in range(0, len(frames), 32):

@@ -123,9 +123,10 @@ def finished_store(root: Path, store: Path, per_part: int = 2048) -> int:
     import pyarrow as pa
 
     from extractors import registry
-    from pipeline import cache_key, manifest, plan
-    from pipeline.config import ExtractConfig
-    from stores import index
+    from pipeline.datasets import manifest
+    from pipeline.engine import plan
+    from pipeline.engine.config import ExtractConfig
+    from stores import cache_key, index
     from stores.feature_store import FeatureStore
 
     shutil.rmtree(store, ignore_errors=True)

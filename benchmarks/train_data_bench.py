@@ -98,7 +98,7 @@ def main() -> None:
     from train.build import SMALL_MULT
     from train.models.mult import MulT
 
-    def steps(batches) -> float:  # noqa: ANN001
+    def steps(batches) -> float:
         torch.manual_seed(0)
         model = MulT(512, 17, SMALL_MULT, n_out=4)
         opt = torch.optim.Adam(model.parameters(), 1e-3)
@@ -115,12 +115,12 @@ def main() -> None:
     cold = StoreData(str(path), mods, label="label")
     order = cold.epoch_order(np.arange(len(cold)), np.random.default_rng(3))
 
-    def from_store():  # noqa: ANN202
+    def from_store():
         for i in range(0, len(order), 64):
             b = cold.batch(order[i : i + 64])
             yield b.x, b.mask, b.y
 
-    def from_memory():  # noqa: ANN202
+    def from_memory():
         for i in range(0, len(order), 64):
             idx = torch.from_numpy(order[i : i + 64])
             yield {k: v[idx] for k, v in x.items()}, {k: v[idx] for k, v in m.items()}, y[idx]

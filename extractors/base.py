@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+
+from extractors.features import Features
+from extractors.threads import worker_threads
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Modality = Literal["audio", "video", "text"]
 #: What an extractor consumes: the whole 16 kHz mono waveform, raw RGB frames, or face crops.
@@ -101,52 +108,6 @@ class MediaSegment:
     n_frames: int
 
 
-@dataclass
-class Features:
-    """One clip's (or one window's) output: ``values[T, D]`` with per-frame times and validity.
-
-    ``mask`` False marks a frame that exists but carries no valid measurement (no face, silence
-    the extractor rejects, ...); such frames are stored, never dropped. ``confidence`` is optional
-    and feeds the alignment's confidence filter.
-    """
-
-    values: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    mask: np.ndarray | None = None
-    confidence: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        self.values = np.asarray(self.values, dtype=np.float32)
-        if self.values.ndim != 2:
-            raise ValueError(f"Features.values must be [T, D], got shape {self.values.shape}")
-        n = len(self.values)
-        self.start = np.asarray(self.start, dtype=np.float64).reshape(n)
-        self.end = np.asarray(self.end, dtype=np.float64).reshape(n)
-        self.mask = np.ones(n, bool) if self.mask is None else np.asarray(self.mask, bool).reshape(n)
-        if self.confidence is not None:
-            self.confidence = np.asarray(self.confidence, np.float32).reshape(n)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    @staticmethod
-    def concat(parts: Sequence[Features], dim: int) -> Features:
-        """Join the windows of one clip in time order (an empty list gives a [0, dim] result)."""
-        if not parts:
-            return Features(np.zeros((0, dim), np.float32), np.zeros(0), np.zeros(0))
-        conf = None
-        if all(p.confidence is not None for p in parts):
-            conf = np.concatenate([p.confidence for p in parts])
-        return Features(
-            np.concatenate([p.values for p in parts]),
-            np.concatenate([p.start for p in parts]),
-            np.concatenate([p.end for p in parts]),
-            np.concatenate([p.mask for p in parts]),
-            conf,
-        )
-
-
 @dataclass(frozen=True)
 class NoConfig:
     """Config of an extractor with nothing to configure."""
@@ -222,7 +183,7 @@ class Extractor:
 
         return {"id": self.weights_id, "sha256": weights.pinned(self.weights_id)}
 
-    def weights_folder(self):  # noqa: ANN201 - Path
+    def weights_folder(self) -> Path:
         """Where the weights are expected, unchecked: for reading metadata (config.json) cheaply."""
         from extractors import weights
 
@@ -235,7 +196,7 @@ class Extractor:
         except (OSError, ValueError, TypeError):
             return {}
 
-    def weights_path(self):  # noqa: ANN201 - Path
+    def weights_path(self) -> Path:
         """The checked folder of this extractor's weights (raises WeightsError with how to get them)."""
         from extractors import weights
 
@@ -313,18 +274,6 @@ class Extractor:
 
 def _follow_worker_threads() -> None:
     """torch sizes its intra-op pool on first use; a model loaded in setup() must follow the worker's cap."""
-    import sys
-
-    from pipeline.worker_setup import worker_threads
-
     n = worker_threads()
     if n and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
-
-
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """A requested extractor: registry name plus config overrides (from CLI or YAML)."""
-
-    name: str
-    overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from extractors.base import Extractor, FaceCrop, Features, VideoSegment
 from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS = register_weights(Weights(
     name="FACENET_VGGFACE2", files=("20180402-114759-vggface2.pt",),
@@ -25,17 +29,18 @@ WEIGHTS = register_weights(Weights(
 ))
 
 
-def inception_resnet_v1(classes: int = 8631):  # noqa: ANN201 - torch.nn.Module
+def inception_resnet_v1(classes: int = 8631) -> torch.nn.Module:
     import torch
     from torch import nn
 
     class Conv(nn.Module):
-        def __init__(self, cin: int, cout: int, k, stride: int = 1, pad=0) -> None:  # noqa: ANN001
+        def __init__(self, cin: int, cout: int, k: int | tuple[int, int], stride: int = 1,
+                     pad: int | tuple[int, int] = 0) -> None:
             super().__init__()
             self.conv = nn.Conv2d(cin, cout, k, stride, pad, bias=False)
             self.bn = nn.BatchNorm2d(cout, eps=0.001)  # TensorFlow's epsilon, as trained
 
-        def forward(self, x):  # noqa: ANN001, ANN202
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.relu(self.bn(self.conv(x)))
 
     conv = Conv
@@ -50,7 +55,7 @@ def inception_resnet_v1(classes: int = 8631):  # noqa: ANN201 - torch.nn.Module
             self.n, self.scale, self.use_relu = len(branches), scale, relu
             self.conv2d = nn.Conv2d(sum(b[-1].conv.out_channels for b in branches), ch, 1)
 
-        def forward(self, x):  # noqa: ANN001, ANN202
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             out = torch.cat([getattr(self, f"branch{i}")(x) for i in range(self.n)], 1)
             out = self.conv2d(out) * self.scale + x
             return torch.relu(out) if self.use_relu else out
@@ -77,7 +82,7 @@ def inception_resnet_v1(classes: int = 8631):  # noqa: ANN201 - torch.nn.Module
             self.n = len(branches)
             setattr(self, f"branch{self.n}", nn.MaxPool2d(3, 2))
 
-        def forward(self, x):  # noqa: ANN001, ANN202
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.cat([getattr(self, f"branch{i}")(x) for i in range(self.n + 1)], 1)
 
     class InceptionResnetV1(nn.Module):
@@ -99,7 +104,7 @@ def inception_resnet_v1(classes: int = 8631):  # noqa: ANN201 - torch.nn.Module
             self.last_bn = nn.BatchNorm1d(512, eps=0.001)
             self.logits = nn.Linear(512, classes)  # in the published file; unused for embeddings
 
-        def forward(self, x):  # noqa: ANN001, ANN202 - [N, 512], unit length
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, 512], unit length
             for name in ("conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
                          "conv2d_4b", "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8",
                          "avgpool_1a"):

@@ -13,10 +13,17 @@ original), on the GPU when the worker has one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from extractors.weights import Weights, register_weights
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+    from torch import Tensor
 
 WEIGHTS = register_weights(Weights(
     name="MTCNN", files=("pnet.pt", "rnet.pt", "onet.pt"),
@@ -31,7 +38,7 @@ WEIGHTS = register_weights(Weights(
 ))
 
 
-def _nets():  # noqa: ANN202 - (PNet, RNet, ONet) classes; torch imported lazily
+def _nets() -> tuple[type[torch.nn.Module], type[torch.nn.Module], type[torch.nn.Module]]:  # torch lazily
     import torch
     from torch import nn
 
@@ -44,7 +51,7 @@ def _nets():  # noqa: ANN202 - (PNet, RNet, ONet) classes; torch imported lazily
             self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
             self.conv4_1, self.conv4_2 = nn.Conv2d(32, 2, 1), nn.Conv2d(32, 4, 1)
 
-        def forward(self, x):  # noqa: ANN001, ANN202 - (box offsets [N,4,h,w], face probability [N,h,w])
+        def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # (box offsets [N,4,h,w], face probability [N,h,w])
             x = self.prelu1(self.conv1(x))
             x = self.prelu3(self.conv3(self.prelu2(self.conv2(self.pool1(x)))))
             return self.conv4_2(x), torch.softmax(self.conv4_1(x), 1)[:, 1]
@@ -60,7 +67,7 @@ def _nets():  # noqa: ANN202 - (PNet, RNet, ONet) classes; torch imported lazily
             self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
             self.dense5_1, self.dense5_2 = nn.Linear(128, 2), nn.Linear(128, 4)
 
-        def forward(self, x):  # noqa: ANN001, ANN202 - (box offsets [N,4], face probability [N])
+        def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # (box offsets [N,4], face probability [N])
             x = self.pool1(self.prelu1(self.conv1(x)))
             x = self.pool2(self.prelu2(self.conv2(x)))
             x = self.prelu3(self.conv3(x))
@@ -80,7 +87,8 @@ def _nets():  # noqa: ANN202 - (PNet, RNet, ONet) classes; torch imported lazily
             self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
             self.dense6_1, self.dense6_2, self.dense6_3 = nn.Linear(256, 2), nn.Linear(256, 4), nn.Linear(256, 10)
 
-        def forward(self, x):  # noqa: ANN001, ANN202 - (offsets [N,4], landmarks [N,10], probability [N])
+        def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            # (offsets [N,4], landmarks [N,10], probability [N])
             x = self.pool1(self.prelu1(self.conv1(x)))
             x = self.pool2(self.prelu2(self.conv2(x)))
             x = self.pool3(self.prelu3(self.conv3(x)))
@@ -102,7 +110,7 @@ class Detections:
 class MTCNN:
     """Batched MTCNN over equal-sized RGB uint8 frames; ``min_face`` in pixels of those frames."""
 
-    def __init__(self, folder, device: str = "cpu", min_face: int = 20,  # noqa: ANN001 - folder: Path
+    def __init__(self, folder: Path, device: str = "cpu", min_face: int = 20,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709) -> None:
         import torch
 
@@ -144,7 +152,7 @@ class MTCNN:
             out.append(Detections(boxes[sel, :4].copy(), boxes[sel, 4].copy(), points[sel].copy()))
         return out
 
-    def _pyramid(self, imgs, frames: np.ndarray, sizes: list[tuple[int, int]]):  # noqa: ANN001, ANN202
+    def _pyramid(self, imgs: Tensor, frames: np.ndarray, sizes: list[tuple[int, int]]) -> list[Tensor]:
         """The pyramid levels, scaled for the networks. CPU: OpenCV's area resize, each level from the one
         before (a 720p frame is shrunk once, not once per level: 4x less resize time); GPU: torch."""
         import cv2
@@ -160,7 +168,7 @@ class MTCNN:
                 x = F.interpolate(imgs, size=(h, w), mode="area")
             yield ((x - 127.5) / 128.0).contiguous(memory_format=torch.channels_last)
 
-    def _propose(self, imgs, frames_np: np.ndarray, min_face: float | None):  # noqa: ANN001, ANN202
+    def _propose(self, imgs: Tensor, frames_np: np.ndarray, min_face: float | None) -> tuple[Tensor, Tensor]:
         """Candidate boxes ([K, 5]: box and score) and their frame ([K])."""
         import torch
         from torchvision.ops import batched_nms
@@ -189,7 +197,7 @@ class MTCNN:
         boxes = cand[:, :4] + cand[:, 5:9] * wh
         return _square(torch.cat([boxes, cand[:, 4:5]], 1)), b
 
-    def _crops(self, frames: np.ndarray, boxes, idx, size: int):  # noqa: ANN001, ANN202
+    def _crops(self, frames: np.ndarray, boxes: Tensor, idx: Tensor, size: int) -> Tensor:
         """CPU: each candidate's box cut from its uint8 frame (zero outside the frame, as in the original)
         and area-resized to ``size`` by OpenCV."""
         import cv2
@@ -207,7 +215,8 @@ class MTCNN:
             out[k] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
         return torch.from_numpy(out).permute(0, 3, 1, 2)
 
-    def _refine(self, imgs, frames: np.ndarray, boxes, idx, stage: int, size: int):  # noqa: ANN001, ANN202
+    def _refine(self, imgs: Tensor, frames: np.ndarray, boxes: Tensor, idx: Tensor, stage: int,
+                size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """R-Net (stage 1) or O-Net (stage 2) on the candidates' crops: keep, regress, NMS."""
         import torch
         from torchvision.ops import batched_nms, roi_align
@@ -242,7 +251,7 @@ class MTCNN:
         return boxes[keep], idx[keep], points[keep]
 
 
-def _square(boxes):  # noqa: ANN001, ANN202 - [K, 5] -> squares about the same centres
+def _square(boxes: Tensor) -> Tensor:  # [K, 5] -> squares about the same centres
     import torch
 
     wh = boxes[:, 2:4] - boxes[:, 0:2]
@@ -251,7 +260,7 @@ def _square(boxes):  # noqa: ANN001, ANN202 - [K, 5] -> squares about the same c
     return torch.cat([x1y1, x1y1 + side, boxes[:, 4:5]], 1)
 
 
-def _nms_min(boxes, idx, threshold: float):  # noqa: ANN001, ANN202
+def _nms_min(boxes: Tensor, idx: Tensor, threshold: float) -> Tensor:
     """O-Net's final suppression: overlap over the smaller box (a face inside a face is one face)."""
     import torch
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from extractors.base import Extractor, FaceCrop, Features, VideoSegment
 from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS = register_weights(Weights(
     name="R2PLUS1D_18_KINETICS400_V1", files=("r2plus1d_18-91a641e6.pth",),
@@ -92,7 +95,7 @@ class R2Plus1D(Extractor):
             times.append((float(seg.times[s]), float(seg.ends[min(s + k, n) - 1]), valid))
         return (np.stack(groups) if groups else np.zeros((0, k, 1, 1, 3), np.uint8)), times
 
-    def _transform(self, clips: np.ndarray):  # noqa: ANN202 - torch.Tensor [N, 3, T, 112, 112]
+    def _transform(self, clips: np.ndarray) -> torch.Tensor:  # [N, 3, T, 112, 112]
         import torch
         import torch.nn.functional as F
 

@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from extractors import builtins
 from extractors.base import Extractor
 
 _REGISTRY: dict[str, type[Extractor]] = {}
 _INSTANCES: dict[tuple[str, str], Extractor] = {}
 E = TypeVar("E", bound=type[Extractor])
-
-#: Modules imported to populate the registry. A new extractor is one file plus one line here.
-BUILTIN_MODULES = (
-    "extractors.logmel",
-    "extractors.linear_spectrogram",
-    "extractors.egemaps",
-    "extractors.face_hog",
-    "extractors.affwild2_va",
-    "extractors.r2plus1d",
-    "extractors.wav2vec2",
-    "extractors.vggish",
-    "extractors.openface",
-    "extractors.vggm_face",
-    "extractors.bert",
-    "extractors.videomae",
-    "extractors.resnet18_spectrogram",
-    "extractors.trill",
-    "extractors.facenet",
-    "extractors.resnet_face",
-    "extractors.mtcnn",  # not an extractor: the face stage's detector, imported so its weights are registered
-)
-
 
 class UnknownExtractorError(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable
@@ -57,8 +36,7 @@ def register_extractor(cls: E) -> E:
 
 
 def load_builtins() -> None:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+    builtins.load()
 
 
 def names() -> list[str]:
@@ -95,14 +73,30 @@ def make_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
     return cls.Config(**overrides)
 
 
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """A requested extractor with its config validated once (on the driver): what travels to the workers."""
+
+    name: str
+    config: Any  # the extractor's frozen Config
+
+    def create(self) -> Extractor:
+        return get(self.name)(self.config)
+
+
+def spec(name: str, overrides: dict[str, Any] | None = None) -> ExtractorSpec:
+    """Validate ``overrides`` (from the CLI, a preset or a YAML file) into a spec; raises KeyError/ValueError."""
+    return ExtractorSpec(name, make_config(name, overrides))
+
+
 def create(name: str, overrides: dict[str, Any] | None = None) -> Extractor:
-    return get(name)(make_config(name, overrides))
+    return spec(name, overrides).create()
 
 
-def instance(name: str, overrides: dict[str, Any] | None = None) -> Extractor:
+def instance(s: ExtractorSpec) -> Extractor:
     """A per-process cached instance, so a worker loads each model once and reuses it for every task."""
-    ext = create(name, overrides)
-    key = (name, ext.fingerprint())
+    ext = s.create()
+    key = (s.name, ext.fingerprint())
     if key not in _INSTANCES:
         _INSTANCES[key] = ext
     return _INSTANCES[key]

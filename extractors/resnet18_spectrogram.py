@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from extractors.base import AudioSegment, Extractor, Features
 from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS = register_weights(Weights(
     name="RESNET18_SPECTROGRAM_JMT", files=("resnet18_spectrogram.pth",), source="your JMT audio checkpoint",
@@ -28,7 +32,7 @@ WEIGHTS = register_weights(Weights(
 ))
 
 
-def resnet18_1ch():  # noqa: ANN201 - torch.nn.Module
+def resnet18_1ch() -> torch.nn.Module:
     import torch
     from torchvision.models import resnet18
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from extractors.base import Features, VideoSegment
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def device_of(name: str) -> torch.device:
@@ -27,7 +31,7 @@ def inference(device: torch.device, precision: str = "fp32") -> Iterator[None]:
         yield
 
 
-def load_state(path, model: torch.nn.Module, strict: bool = True) -> torch.nn.Module:  # noqa: ANN001
+def load_state(path: str | Path, model: torch.nn.Module, strict: bool = True) -> torch.nn.Module:
     """Safe loading only: torch.load(weights_only=True) or safetensors."""
     path = str(path)
     if path.endswith(".safetensors"):

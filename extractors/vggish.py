@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from extractors.base import AudioSegment, Extractor, Features
 from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS = register_weights(Weights(
     name="VGGISH_AUDIOSET", files=("vggish-10086976.pth", "vggish_pca_params-970ea276.pth"),
@@ -42,8 +46,7 @@ def log_mel(x: np.ndarray, sr: int = 16000) -> np.ndarray:
     return np.log(spec @ stft.mel_filterbank(sr, 512, 64, 125.0, 7500.0) + 0.01).astype(np.float32)
 
 
-def vggish_net():  # noqa: ANN201 - torch.nn.Module with torchvggish's parameter names
-    import torch
+def vggish_net() -> torch.nn.Module:  # with torchvggish's parameter names
     from torch import nn
 
     class VGGish(nn.Module):

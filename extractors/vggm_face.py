@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from extractors.base import Extractor, Features, VideoSegment
 from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS = register_weights(Weights(
     name="VGGM_FACE_BN_FER", files=("vgg_m_face_bn_fer_dag.pth",), source="albanie/pytorch-benchmarks model zoo",
@@ -28,7 +32,7 @@ WEIGHTS = register_weights(Weights(
 ))
 
 
-def vggm_net():  # noqa: ANN201 - torch.nn.Module with the conversion's attribute names
+def vggm_net() -> torch.nn.Module:  # with the conversion's attribute names
     from torch import nn
 
     class VGGMFace(nn.Module):
@@ -47,7 +51,7 @@ def vggm_net():  # noqa: ANN201 - torch.nn.Module with the conversion's attribut
             self.fc8 = nn.Linear(4096, 7)
             self.relu = nn.ReLU()
 
-        def forward(self, x):  # noqa: ANN001, ANN202 - the 512-d conv feature
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # the 512-d conv feature
             x = self.pool1(self.relu(self.bn49(self.conv1(x))))
             x = self.pool2(self.relu(self.bn50(self.conv2(x))))
             x = self.relu(self.bn51(self.conv3(x)))
@@ -88,7 +92,7 @@ class VGGMFace(Extractor):
         load_state(self.weights_path() / WEIGHTS.files[0], net)
         self.model = net.eval().to(self.device)
 
-    def standardise(self, x):  # noqa: ANN001, ANN201 - float [N, 3, H, W] 0-255 -> the network's input
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:  # float [N, 3, H, W] 0-255 -> the network's input
         import torch
         import torch.nn.functional as F
 

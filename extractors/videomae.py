@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from extractors.base import Extractor, Features, VideoSegment
 from extractors.precision import PrecisionConfig
 from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS = register_weights(Weights(
     name="VIDEOMAE_BASE", files=("config.json", "model.safetensors"), source="MCG-NJU/videomae-base",
@@ -61,7 +64,7 @@ class VideoMAE(Extractor):
         model = VideoMAEModel.from_pretrained(str(self.weights_path()), use_safetensors=True)
         self.model = model.eval().to(self.device)
 
-    def _transform(self, groups: np.ndarray):  # noqa: ANN202 - [N, T, 3, S, S]
+    def _transform(self, groups: np.ndarray) -> torch.Tensor:  # [N, T, 3, S, S]
         import torch
         import torch.nn.functional as F
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from extractors import builtins
+
 SUMS = "SHA256SUMS"
 CUSTOM = "weights.json"
 _REGISTRY: dict[str, Weights] = {}
@@ -55,9 +57,7 @@ def register_weights(w: Weights) -> Weights:
 
 
 def all_weights() -> dict[str, Weights]:
-    from extractors import registry
-
-    registry.load_builtins()  # extractors register their weights on import
+    builtins.load()  # extractors register their weights on import
     return dict(sorted(_REGISTRY.items()))
 
 

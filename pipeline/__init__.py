@@ -1,3 +1,9 @@
-"""affect-pipeline: decode-once audio-visual feature extraction into a crash-safe Zarr store."""
+"""affect-pipeline: decode-once audio-visual feature extraction into a crash-safe Zarr store.
 
-__version__ = "0.1.0"
+The layers, top to bottom (docs/architecture.md): cli -> experiments -> engine -> runtime, shard -> media;
+datasets -> media. ``errors`` is shared by all of them; nothing below ``pipeline`` imports it.
+"""
+
+from stores.version import package_version
+
+__version__ = package_version()

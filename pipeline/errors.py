@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from stores.errors import StoreError, StoreLockedError
+
+__all__ = ["ClipError", "ConfigError", "StoreError", "StoreLockedError", "describe_exception"]
+
 
 class ClipError(Exception):
     """One clip could not be processed at one stage; the run records it and carries on."""
@@ -16,10 +20,6 @@ class ClipError(Exception):
 
 class ConfigError(ValueError):
     """A bad argument or configuration file, rejected before any work starts."""
-
-
-class StoreLockedError(RuntimeError):
-    """Another run holds the store's lock."""
 
 
 def describe_exception(stage: str, exc: BaseException) -> str:

@@ -20,8 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from extractors.base import Features
-from pipeline import cache_key
-from stores import index
+from stores import cache_key, index
 from stores.feature_store import FeatureStore
 
 TARGET_BYTES = 64 << 20  # uncompressed values per merged part

@@ -28,12 +28,11 @@ import pyarrow.compute as pc
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from extractors.base import Features
-from pipeline import __version__
-from pipeline.clip_buffer import blocks
-from pipeline.errors import ConfigError
+from extractors.features import Features, blocks
 from stores import index
+from stores.errors import StoreError
 from stores.fs import StoreFS
+from stores.version import PACKAGE
 
 FORMAT = "affect-pipeline-store"
 FORMAT_VERSION = 1
@@ -85,7 +84,7 @@ class FeatureStore:
             return
         g = zarr.open_group(self.fs.zarr_url(""), mode="a", zarr_format=3)
         g.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION,
-                        "created_by": f"affect-pipeline {__version__}"})
+                        "created_by": PACKAGE})
         for sub in ("native", "aligned"):
             g.require_group(sub)
 
@@ -205,7 +204,7 @@ class FeatureStore:
                     new = pa.concat_tables([old.replace_schema_metadata(None), new.replace_schema_metadata(None)],
                                            promote_options="permissive")
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                    raise ConfigError(
+                    raise StoreError(
                         f"store {self.url}: saving the manifest: this run's clips do not fit the stored manifest "
                         f"({str(exc).splitlines()[0]}); extract a different dataset into its own --store"
                     ) from None

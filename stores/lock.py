@@ -9,7 +9,7 @@ import socket
 import time
 from pathlib import Path
 
-from pipeline.errors import StoreLockedError
+from stores.errors import StoreLockedError
 from stores.fs import StoreFS
 
 

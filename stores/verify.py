@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from stores import index
 from stores.feature_store import ARRAYS, FeatureStore
+
+if TYPE_CHECKING:
+    import zarr
 
 REPAIR_REASON = "verify: {problem} (marked for recomputation by `pipeline verify --repair`)"
 
@@ -107,7 +110,7 @@ def _check_part(store: FeatureStore, part: str, rows: list[dict]) -> list[Proble
     return out
 
 
-def _read_chunks(store: FeatureStore, part: str, name: str, arr) -> tuple[np.ndarray, list]:  # noqa: ANN001
+def _read_chunks(store: FeatureStore, part: str, name: str, arr: zarr.Array) -> tuple[np.ndarray, list]:
     """The whole array, read chunk by chunk; ((row_lo, row_hi), why) for each missing or undecodable chunk.
 
     A stored object is a chunk, or a shard holding several chunks (its index has its own checksum)."""
@@ -175,6 +178,3 @@ def repair(store: FeatureStore, problems: list[Problem], run_id: str) -> int:
         index.commit(store.fs, rows, f"repair-{run_id}")
     return len(rows)
 
-
-def as_frame(problems: list[Problem]) -> pd.DataFrame:
-    return pd.DataFrame([p.__dict__ for p in problems])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 from torch import nn
 
 from train.config import TrainConfig
 from train.data import Batch
+from train.models.base import Model
 from train.models.gru import EF_BASE, EFGRU, LF_BASE, LFGRU, PROBE, SMALL_GRU, GRUProbe
 from train.models.jmt import JMT, JMTConfig
 from train.models.mater import MATER, MATERConfig
@@ -18,7 +20,7 @@ from train.models.tfn import TFN, TFNConfig
 SMALL_MULT = MulTConfig(d=32, heads=4, layers=2)
 
 
-def _cfg(base, options: dict):  # noqa: ANN001, ANN202 - a frozen dataclass
+def _cfg(base: Any, options: dict) -> Any:  # a frozen dataclass
     fields = {f.name for f in dataclasses.fields(base)}
     unknown = sorted(set(options) - fields)
     if unknown:
@@ -26,7 +28,7 @@ def _cfg(base, options: dict):  # noqa: ANN001, ANN202 - a frozen dataclass
     return dataclasses.replace(base, **options)
 
 
-def model_config(cfg: TrainConfig):  # noqa: ANN201 - the model's frozen config, or None (classical models)
+def model_config(cfg: TrainConfig) -> Any | None:  # the model's frozen config, or None (classical models)
     """The model's configuration with ``cfg.options`` applied: unknown options fail here, before any work."""
     o = cfg.options
     small = cfg.size == "small"  # CPU smoke runs and demos: the GRU baselines shrink with MulT
@@ -63,6 +65,14 @@ def build(cfg: TrainConfig, dims: dict[str, int], n_out: int) -> nn.Module:
 def _pool(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     w = m.float()[..., None]
     return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def branches(model: nn.Module, b: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    """The model's per-modality outputs on a batch (``Model.branches``; empty for most models)."""
+    if not isinstance(model, Model) or "audio" not in b.x or "visual" not in b.x:
+        return {}
+    return model.branches(b.x["audio"].to(device), b.x["visual"].to(device), b.mask["audio"].to(device),
+                          b.mask["visual"].to(device))
 
 
 def forward(model: nn.Module, cfg: TrainConfig, b: Batch, device: torch.device,

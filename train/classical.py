@@ -6,6 +6,7 @@ fold only (inside the scikit-learn pipeline)."""
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -17,7 +18,7 @@ from train.config import TrainConfig
 from train.data import StoreData
 
 
-def classifier(name: str, seed: int):  # noqa: ANN201 - a scikit-learn estimator
+def classifier(name: str, seed: int) -> BaseEstimator:
     if name == "svm":  # calibrated, so late fusion has class posteriors
         return CalibratedClassifierCV(SVC(kernel="rbf", C=1.0, random_state=seed), ensemble=False, cv=3)
     if name == "xgboost":
@@ -61,7 +62,7 @@ def run(cfg: TrainConfig, data: StoreData, train: np.ndarray, test: np.ndarray) 
     return out
 
 
-def _full_proba(model, x: np.ndarray, n: int) -> np.ndarray:  # noqa: ANN001
+def _full_proba(model: BaseEstimator, x: np.ndarray, n: int) -> np.ndarray:
     """predict_proba over all classes, even ones absent from a (small) training fold."""
     p = model.predict_proba(x)
     out = np.zeros((len(x), n))

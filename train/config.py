@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from stores.views import DEFAULT_VIEW
+
 # Names only: train/optim.py builds them. Kept here so that reading a config (every CLI start) never
 # imports torch.
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -26,7 +28,7 @@ class TrainConfig:
     audio: str = "egemaps"  # extractor feeding the audio modality
     visual: str = "face_hog"  # extractor feeding the visual modality
     text: str | None = None  # extractor feeding a text modality (e.g. bert): classical models and gru_probe
-    view: str = "5hz"
+    view: str = DEFAULT_VIEW
     label: str | None = "label"
     task: str = "classification"  # classification | regression | frame_regression
     frame_targets: str | None = None  # e.g. affwild2_va, for frame_regression

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from stores.feature_store import FeatureStore
+from stores.views import DEFAULT_VIEW
 
 
 class PartCache:
@@ -65,7 +66,7 @@ def _why_missing(live: pd.DataFrame, store: str, view: str, missing: list[str]) 
 class StoreData:
     """Samples of the clips that have every requested extractor in the aligned view."""
 
-    def __init__(self, store: str, modalities: dict[str, str], view: str = "5hz", label: str | None = None,
+    def __init__(self, store: str, modalities: dict[str, str], view: str = DEFAULT_VIEW, label: str | None = None,
                  task: str = "classification", window: int = 50, frame_targets: str | None = None,
                  classes: list[str] | None = None, all_windows: bool = False, select: str | None = None) -> None:
         self.store = FeatureStore(store)
@@ -155,6 +156,10 @@ class StoreData:
                 out[sel], mask[sel] = values[idx[sel]], m[idx[sel]]
         out[~valid] = 0.0
         return out, mask & valid
+
+    def samples_of(self, clips: np.ndarray) -> np.ndarray:
+        """The samples (rows of ``samples``) of the clips at positions ``clips``."""
+        return np.flatnonzero(np.isin(self.samples[:, 0], clips))
 
     def epoch_order(self, samples: np.ndarray, rng: np.random.Generator, block: int = 4) -> np.ndarray:
         """A shuffled epoch that is chunk-aware: parts in random order, samples shuffled within blocks

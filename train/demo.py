@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from train.config import TrainConfig
 from train.pretrain import pretrain
 from train.trainer import run
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 COMMON = dict(audio="egemaps", visual="face_hog", label="label", protocol="fold_lo_speaker", window=15, seed=0)
 SEEDS = 3
@@ -41,7 +45,7 @@ def _spread(res: dict, variant: str, metric: str) -> dict:
             "sd_runs": float(np.std(every, ddof=1)), "n_seeds": len(runs), "n_runs": len(every), "values": every}
 
 
-def demo_training(store: str, out: Path, log=print) -> str:  # noqa: ANN001
+def demo_training(store: str, out: Path, log: Callable[[str], None] = print) -> str:
     """Run both comparisons and return the results as markdown (table, pretraining check, claims)."""
     quiet = lambda *a: None  # noqa: E731
     log("pretraining MulT (small) on the unlabelled pool ...")

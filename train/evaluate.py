@@ -13,7 +13,8 @@ import torch
 from train.build import build
 from train.config import CLASSICAL, TrainConfig
 from train.partitions import low_resource
-from train.trainer import _samples, _strip, cfg_partitions, device_for, evaluate, load_data, zscore_inputs
+from train.report import public
+from train.trainer import cfg_partitions, device_for, evaluate, load_data, zscore_inputs
 
 
 def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
@@ -45,6 +46,6 @@ def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
                 data.dims_targets if cfg.task == "frame_regression" else 1)
             model = build(cfg, data.dims, n_out).to(device)
             model.load_state_dict(saved["model"])
-            res = evaluate(model, cfg, data, _samples(data, np.asarray(parts["test"])), device)
-            out.setdefault(fold, {})[variant] = _strip(res)
+            res = evaluate(model, cfg, data, data.samples_of(np.asarray(parts["test"])), device)
+            out.setdefault(fold, {})[variant] = public(res)
     return out

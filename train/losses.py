@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -19,7 +21,7 @@ def ccc_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
     return (1 - 2 * cov / den.clamp_min(1e-8)).sum()
 
 
-def loss_fn(name: str):  # noqa: ANN201 - a callable(pred, target, mask)
+def loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:  # (pred, target, mask)
     if name == "ce":
         return lambda p, t, m=None: F.cross_entropy(p, t)
     if name == "ccc":

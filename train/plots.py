@@ -6,6 +6,7 @@ low-resource curve (metric vs % of labels, pretrained vs scratch)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,6 +16,9 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from train.report import metric_name, variant_name  # noqa: E402
+
+if TYPE_CHECKING:
+    from train.data import StoreData
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -79,7 +83,7 @@ def pca(fused: np.ndarray, labels: np.ndarray, classes: list[str], path: Path, t
     _save(fig, path)
 
 
-def run_plots(res: dict, run_dir: Path, data, title: str = "", loss: str = "loss",  # noqa: ANN001 - StoreData
+def run_plots(res: dict, run_dir: Path, data: StoreData, title: str = "", loss: str = "loss",
               score: str = "score") -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     if "confusion" in res:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,14 @@ import torch.nn.functional as F
 from train import masking
 from train.build import build
 from train.config import TrainConfig
-from train.data import StoreData
+from train.data import Batch, StoreData
+from train.models.mult import MulT
 from train.optim import linear_warmup
+from train.step import optimise
 from train.trainer import device_for, save_atomic, seed_everything
 
 
-def _loss(model, b, marks: np.ndarray, rng: np.random.Generator, device: torch.device) -> torch.Tensor:  # noqa: ANN001
+def _loss(model: MulT, b: Batch, marks: np.ndarray, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
     m = torch.from_numpy(marks)
     xa, xv = b.x["audio"], b.x["visual"]
     ca, cv = masking.apply([xa, xv], m, b.mask["audio"] | b.mask["visual"], rng)
@@ -35,7 +38,7 @@ def _loss(model, b, marks: np.ndarray, rng: np.random.Generator, device: torch.d
     return F.l1_loss(ra[sel], xa.to(device)[sel]) + F.l1_loss(rv[sel], xv.to(device)[sel])
 
 
-def _nearest_l1(b, marks: np.ndarray) -> float:  # noqa: ANN001
+def _nearest_l1(b: Batch, marks: np.ndarray) -> float:
     """The nearest-frame baseline's loss on a batch, computed exactly as ``_loss`` computes the model's."""
     sel = marks > 0
     if not sel.any():
@@ -47,7 +50,7 @@ def _nearest_l1(b, marks: np.ndarray) -> float:  # noqa: ANN001
     return total
 
 
-def pretrain(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001
+def pretrain(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     seed_everything(cfg.seed)
     device = device_for(cfg.device)
     out = Path(cfg.out)
@@ -58,8 +61,7 @@ def pretrain(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001
     perm = np.random.default_rng(cfg.seed).permutation(n)
     val_clips, train_clips = perm[: max(1, n // 10)], perm[max(1, n // 10) :]
     data.fit_norm(train_clips)
-    train_s = np.flatnonzero(np.isin(data.samples[:, 0], train_clips))
-    val_s = np.flatnonzero(np.isin(data.samples[:, 0], val_clips))
+    train_s, val_s = data.samples_of(train_clips), data.samples_of(val_clips)
     model = build(TrainConfig(**{**cfg.to_dict(), "model": "mult"}), data.dims, 0).to(device)
     log(f"pretraining MulT ({sum(p.numel() for p in model.parameters()):,} parameters) on {len(train_s)} windows")
     total = max(1, math.ceil(len(train_s) / cfg.batch_size)) * cfg.epochs
@@ -74,13 +76,8 @@ def pretrain(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001
         for i in range(0, len(order), cfg.batch_size):
             b = data.batch(order[i : i + cfg.batch_size])
             marks = masking.draw((b.mask["audio"] | b.mask["visual"]).numpy(), mcfg, rng)  # dynamic
-            loss = _loss(model, b, marks, rng, device)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
+            loss_of = lambda b=b, marks=marks, rng=rng: _loss(model, b, marks, rng, device)  # noqa: E731
+            losses.append(optimise(model, opt, sched, loss_of, cfg.grad_clip))
         model.eval()
         with torch.no_grad():
             vl, nl = [], []

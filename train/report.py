@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 
 METRIC_NAMES = {"accuracy": "WA (accuracy)", "unweighted_accuracy": "UA (balanced accuracy)",
                 "macro_f1": "macro F1", "mean_ccc": "mean CCC"}
+
+
+def public(obj: Any) -> Any:
+    """A result without the entries kept for plotting (keys starting with ``_``: arrays), as saved in JSON."""
+    if isinstance(obj, dict):
+        return {k: public(v) for k, v in obj.items() if not str(k).startswith("_")}
+    return obj
 
 
 def metric_name(key: str) -> str:

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,12 +22,14 @@ import numpy as np
 import torch
 
 from train import classical, metrics, plots
-from train.build import build, forward
+from train.build import branches, build, forward
 from train.config import CLASSICAL, TrainConfig
-from train.data import StoreData
+from train.data import Batch, StoreData
 from train.losses import loss_fn
 from train.optim import Schedule, make_optimizer
 from train.partitions import low_resource, partitions
+from train.report import public
+from train.step import optimise
 
 
 def device_for(name: str) -> torch.device:
@@ -59,7 +62,7 @@ def load_data(cfg: TrainConfig) -> StoreData:
                      cfg.frame_targets, select=cfg.select)
 
 
-def run(cfg: TrainConfig, log=print) -> dict:  # noqa: ANN001 - log: a print-like callable
+def run(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
@@ -99,7 +102,7 @@ def run(cfg: TrainConfig, log=print) -> dict:  # noqa: ANN001 - log: a print-lik
         log("warning: classes absent from the training partition (the model cannot learn them): "
             + "; ".join(f"{k}: {', '.join(v)}" for k, v in missing.items()))
     results["summary"] = summarise(results["folds"])
-    (out / "metrics.json").write_text(json.dumps(_strip(results), indent=1, default=str))
+    (out / "metrics.json").write_text(json.dumps(public(results), indent=1, default=str))
     plots.low_resource_curve(results["summary"], out / "low_resource.png", f"{cfg.model} on {Path(cfg.store).name}",
                              "unweighted_accuracy" if cfg.task == "classification" else "mean_ccc")
     return results
@@ -110,12 +113,9 @@ def cfg_partitions(data: StoreData, cfg: TrainConfig) -> list[tuple[str, dict]]:
                       cfg.validation_fraction, cfg.seed)
 
 
-def _samples(data: StoreData, clips: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.isin(data.samples[:, 0], clips))
-
-
 def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_clips: np.ndarray,
-              test_clips: np.ndarray, run_dir: Path, pretrained: str | None, log=print) -> dict:  # noqa: ANN001
+              test_clips: np.ndarray, run_dir: Path, pretrained: str | None,
+              log: Callable[[str], None] = print) -> dict:
     seed_everything(cfg.seed)
     device = device_for(cfg.device)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -137,13 +137,13 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
         log(f"  loaded {len(usable)}/{len(own)} tensors from {pretrained}")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"  {cfg.model}: {n_params:,} parameters")
-    train_s, val_s, test_s = (_samples(data, c) for c in (train_clips, val_clips, test_clips))
+    train_s, val_s, test_s = (data.samples_of(c) for c in (train_clips, val_clips, test_clips))
     steps_per_epoch = max(1, math.ceil(len(train_s) / cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
     opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
     sched = Schedule(cfg.schedule, opt, total, cfg.warmup, cfg.plateau_patience, cfg.plateau_factor)
     criterion = loss_fn(cfg.loss_name)
-    amp = device.type == "cuda"
+    amp = "cuda" if device.type == "cuda" else None  # bf16 mixed precision on GPU
     state = {"epoch": 0, "best": -math.inf, "history": [], "best_model": None}
     ckpt = run_dir / "checkpoint.pt"
     if ckpt.exists():  # resume: the full state, so the rest of the run is what it would have been
@@ -162,15 +162,12 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
         t0, losses = time.perf_counter(), []
         for i in range(0, len(order), cfg.batch_size):
             b = data.batch(order[i : i + cfg.batch_size])
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):  # mixed precision on GPU
-                pred = forward(model, cfg, b, device)
-                loss = criterion(pred.float(), b.y.to(device), None if b.y_mask is None else b.y_mask.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
+
+            def loss_of(b: Batch = b) -> torch.Tensor:
+                pred = forward(model, cfg, b, device).float()
+                return criterion(pred, b.y.to(device), None if b.y_mask is None else b.y_mask.to(device))
+
+            losses.append(optimise(model, opt, sched, loss_of, cfg.grad_clip, amp))
         val = evaluate(model, cfg, data, val_s, device)
         score = _score(val, cfg)
         sched.epoch_end(score)
@@ -207,19 +204,16 @@ def evaluate(model: torch.nn.Module, cfg: TrainConfig, data: StoreData, samples:
             masks.append(b.y_mask)
         if with_fused:
             fused.append(forward(model, cfg, b, device, fused=True).float().cpu())
-        if cfg.model == "mater" and cfg.task == "classification":
-            xa, xv = b.x["audio"].to(device), b.x["visual"].to(device)
-            a, v = model.per_modality(xa, xv, b.mask["audio"].to(device), b.mask["visual"].to(device))
-            per_mod.append(torch.stack([a.argmax(-1), v.argmax(-1)], 1).cpu())
+        if cfg.task == "classification":
+            per_mod.append({m: o.argmax(-1).cpu() for m, o in branches(model, b, device).items()})
     if not preds:
         return {"score": float("nan")}
     pred, y = torch.cat(preds), torch.cat(ys)
     if cfg.task == "classification":
         out = metrics.classification(y.numpy(), pred.argmax(-1).numpy(), data.classes)
-        if per_mod:
-            pm = torch.cat(per_mod).numpy()
-            out["per_modality_accuracy"] = {"audio": float((pm[:, 0] == y.numpy()).mean()),
-                                            "visual": float((pm[:, 1] == y.numpy()).mean())}
+        if per_mod and per_mod[0]:  # a model with branches: each one's accuracy
+            out["per_modality_accuracy"] = {m: float((torch.cat([p[m] for p in per_mod]).numpy() == y.numpy()).mean())
+                                            for m in per_mod[0]}
     elif cfg.task == "regression":
         out = metrics.regression(pred.reshape(-1).numpy(), y.numpy(), [cfg.label or "target"])
     else:
@@ -280,12 +274,6 @@ def _flat(r: dict) -> dict:
     out = {**r, **{f"{m}_accuracy": a for m, a in r.get("per_modality_accuracy", {}).items()}}
     out |= {f"{k}_ccc": v["ccc"] for k, v in r.items() if isinstance(v, dict) and "ccc" in v}
     return out
-
-
-def _strip(obj):  # noqa: ANN001, ANN202 - drop arrays kept for plotting
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if not str(k).startswith("_")}
-    return obj
 
 
 def _provenance(data: StoreData, cfg: TrainConfig) -> dict:

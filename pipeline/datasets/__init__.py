@@ -1,1 +1,1 @@
-"""Dataset adapters (one file each); see pipeline/manifest.py for the contract."""
+"""Dataset adapters (one file each); see pipeline/datasets/manifest.py for the contract."""

@@ -10,12 +10,16 @@ Facts: ../shared/reference/corpora.md section 6.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipeline import protocols
+from pipeline.datasets import protocols
+from pipeline.datasets.manifest import DatasetAdapter, register_dataset
 from pipeline.errors import ConfigError
-from pipeline.manifest import DatasetAdapter, register_dataset
+
+if TYPE_CHECKING:
+    from pipeline.datasets.checks import CheckReport
 
 SPLIT_DIRS = {"train_set": "train", "training_set": "train", "validation_set": "validation"}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
@@ -68,9 +72,9 @@ class AffWild2(DatasetAdapter):
         df["fold_video_k5"] = protocols.group_kfold(df, "video", min(5, df["video"].nunique())).values
         return df
 
-    def extra_checks(self, manifest: pd.DataFrame, report) -> None:  # noqa: ANN001
+    def extra_checks(self, manifest: pd.DataFrame, report: CheckReport) -> None:
         """Annotation rows vs decoded-frame count (from the container): +-2 tolerated, reported."""
-        from pipeline.decode import probe
+        from pipeline.media.decode import probe
 
         for r in manifest.itertuples(index=False):
             try:

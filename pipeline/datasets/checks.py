@@ -74,7 +74,7 @@ def media_problems(manifest: pd.DataFrame, report: CheckReport,
 
 def _readable(path: Path) -> bool:
     """Container header opens and has a stream (no decoding)."""
-    from pipeline.decode import probe
+    from pipeline.media.decode import probe
 
     try:
         info = probe(str(path))

@@ -7,12 +7,16 @@ summaryTable's ``FileName`` header and colon-joined ties, git-LFS pointers, the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipeline import protocols
+from pipeline.datasets import protocols
+from pipeline.datasets.manifest import DatasetAdapter, register_dataset
 from pipeline.errors import ConfigError
-from pipeline.manifest import DatasetAdapter, register_dataset
+
+if TYPE_CHECKING:
+    from pipeline.datasets.checks import CheckReport
 
 EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 LEVELS = {"LO", "MD", "HI", "XX"}
@@ -67,7 +71,7 @@ class CremaD(DatasetAdapter):
         df["low_resource_rank"] = protocols.low_resource_rank(df, "emotion").values
         return df
 
-    def extra_checks(self, manifest: pd.DataFrame, report) -> None:  # noqa: ANN001
+    def extra_checks(self, manifest: pd.DataFrame, report: CheckReport) -> None:
         from pipeline.datasets.checks import extra_files
 
         root, known = Path(report.root), set(manifest["clip_id"])

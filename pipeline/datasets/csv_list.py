@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.datasets.manifest import DatasetAdapter, register_dataset
 from pipeline.errors import ConfigError
-from pipeline.manifest import DatasetAdapter, register_dataset
 
 ALIASES = {"path": "media_path", "file": "media_path", "video": "media_path", "audio": "audio_path",
            "id": "clip_id", "speaker_id": "speaker"}

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import protocols, synth
-from pipeline.manifest import DatasetAdapter, register_dataset
+from pipeline.datasets import protocols
+from pipeline.datasets.manifest import DatasetAdapter, register_dataset
+from pipeline.media import synth
 
 AROUSAL = {"low": (0.92, 3.0, 0.30), "high": (1.22, 6.0, 0.75)}  # f0 factor, syllables/s, energy
 VALENCE = {"positive": (5.0, 0.93), "negative": (-5.0, 1.07)}  # face angle (degrees), vertical squash

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.datasets import scan
+from pipeline.datasets.manifest import DatasetAdapter, register_dataset
 from pipeline.errors import ConfigError
-from pipeline.manifest import DatasetAdapter, register_dataset
 
 MEDIA_SUFFIXES = {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".flv", ".webm", ".mpg", ".mpeg",
                   ".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac"}

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipeline import protocols
+from pipeline.datasets import protocols
+from pipeline.datasets.manifest import DatasetAdapter, register_dataset
 from pipeline.errors import ConfigError
-from pipeline.manifest import DatasetAdapter, register_dataset
+
+if TYPE_CHECKING:
+    from pipeline.datasets.checks import CheckReport
 
 SUMMARY = re.compile(r"^\[(\d+\.\d+) - (\d+\.\d+)\]\t(\S+)\t(\w+)\t\[(\d+\.\d+), (\d+\.\d+), (\d+\.\d+)\]\s*$")
 TRANSCRIPT = re.compile(r"^(Ses0[1-5][MF]_\S+?_[MF][X\d]{2}\d+)\s+\[[\d.]+-[\d.]+\]:\s*(.*)$")
@@ -74,7 +78,7 @@ class Iemocap(DatasetAdapter):
         df["low_resource_rank"] = protocols.low_resource_rank(df, "label_4class").values
         return df
 
-    def extra_checks(self, manifest: pd.DataFrame, report) -> None:  # noqa: ANN001
+    def extra_checks(self, manifest: pd.DataFrame, report: CheckReport) -> None:
         from pipeline.datasets.checks import compare
 
         four = manifest[manifest["label_4class"] != ""]

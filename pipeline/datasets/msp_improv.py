@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import protocols
+from pipeline.datasets import protocols
+from pipeline.datasets.manifest import DatasetAdapter, register_dataset
 from pipeline.errors import ConfigError
-from pipeline.manifest import DatasetAdapter, register_dataset
 
 LABELS = {"A": "angry", "H": "happy", "S": "sad", "N": "neutral", "O": "other", "X": "no agreement"}
 SESSION_SPLIT = {"1": "train", "2": "train", "3": "train", "4": "train", "5": "validation", "6": "test"}

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pipeline import protocols
+from pipeline.datasets import protocols
+from pipeline.datasets.manifest import DatasetAdapter, register_dataset
 from pipeline.errors import ConfigError
-from pipeline.manifest import DatasetAdapter, register_dataset
+
+if TYPE_CHECKING:
+    from pipeline.datasets.checks import CheckReport
 
 NAME = re.compile(r"^(0[1-3])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d\d)$")
 EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
@@ -60,7 +64,7 @@ class Ravdess(DatasetAdapter):
         df["low_resource_rank"] = protocols.low_resource_rank(df, "emotion").values
         return df
 
-    def extra_checks(self, manifest: pd.DataFrame, report) -> None:  # noqa: ANN001
+    def extra_checks(self, manifest: pd.DataFrame, report: CheckReport) -> None:
         files = int(manifest[["av_path", "video_only_path", "wav_path"]].notna().sum().sum())
         from pipeline.datasets.checks import compare
 

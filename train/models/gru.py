@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from train.models.base import Model
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class _BiGRU(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.out_dim = cfg.hidden * (2 if cfg.bidirectional else 1)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.long().sum(1).clamp_min(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         _, h = self.gru(packed)  # h: [layers * dirs, B, H]
@@ -40,7 +42,7 @@ class _BiGRU(nn.Module):
         return self.drop(torch.cat([h[-d] for d in range(dirs, 0, -1)], dim=1))
 
 
-class EFGRU(nn.Module):
+class EFGRU(Model):
     """Early fusion: frame-wise concatenation of the modalities, one bidirectional GRU."""
 
     def __init__(self, audio_dim: int, visual_dim: int, n_out: int, cfg: GRUConfig = EF_BASE) -> None:
@@ -48,14 +50,14 @@ class EFGRU(nn.Module):
         self.rnn = _BiGRU(audio_dim + visual_dim, cfg)
         self.out = nn.Linear(self.rnn.out_dim, n_out)
 
-    def fused(self, audio, visual, mask_a, mask_v) -> torch.Tensor:  # noqa: ANN001
+    def fused(self, audio: Tensor, visual: Tensor, mask_a: Tensor, mask_v: Tensor) -> Tensor:
         return self.rnn(torch.cat([audio, visual], -1), mask_a | mask_v)
 
-    def forward(self, audio, visual, mask_a, mask_v) -> torch.Tensor:  # noqa: ANN001
+    def forward(self, audio: Tensor, visual: Tensor, mask_a: Tensor, mask_v: Tensor) -> Tensor:
         return self.out(self.fused(audio, visual, mask_a, mask_v))
 
 
-class LFGRU(nn.Module):
+class LFGRU(Model):
     """Late fusion: one bidirectional GRU per modality, final states concatenated."""
 
     def __init__(self, audio_dim: int, visual_dim: int, n_out: int, cfg: GRUConfig = LF_BASE) -> None:
@@ -63,14 +65,14 @@ class LFGRU(nn.Module):
         self.a, self.v = _BiGRU(audio_dim, cfg), _BiGRU(visual_dim, cfg)
         self.out = nn.Linear(self.a.out_dim + self.v.out_dim, n_out)
 
-    def fused(self, audio, visual, mask_a, mask_v) -> torch.Tensor:  # noqa: ANN001
+    def fused(self, audio: Tensor, visual: Tensor, mask_a: Tensor, mask_v: Tensor) -> Tensor:
         return torch.cat([self.a(audio, mask_a), self.v(visual, mask_v)], 1)
 
-    def forward(self, audio, visual, mask_a, mask_v) -> torch.Tensor:  # noqa: ANN001
+    def forward(self, audio: Tensor, visual: Tensor, mask_a: Tensor, mask_v: Tensor) -> Tensor:
         return self.out(self.fused(audio, visual, mask_a, mask_v))
 
 
-class GRUProbe(nn.Module):
+class GRUProbe(Model):
     """One modality, single-layer GRU (hidden 512, dropout 0.2): compares base features."""
 
     def __init__(self, d_in: int, n_out: int, cfg: GRUConfig = PROBE) -> None:
@@ -78,5 +80,5 @@ class GRUProbe(nn.Module):
         self.rnn = _BiGRU(d_in, cfg)
         self.out = nn.Linear(self.rnn.out_dim, n_out)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.out(self.rnn(x, mask))

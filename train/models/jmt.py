@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from train.models.base import Model
+
 
 @dataclass(frozen=True)
 class JMTConfig:
@@ -48,7 +50,7 @@ class Cross(nn.Module):
         return self.mha.out_proj((attn @ vh).transpose(1, 2).flatten(2))
 
 
-class JMT(nn.Module):
+class JMT(Model):
     frame_level = True
 
     def __init__(self, audio_dim: int, visual_dim: int, cfg: JMTConfig = JMTConfig()) -> None:
@@ -71,7 +73,8 @@ class JMT(nn.Module):
         self.heads = nn.ModuleList(nn.Sequential(nn.Linear(1024, 128), nn.ReLU(), nn.Dropout(cfg.dropout),
                                                  nn.Linear(128, 1)) for _ in range(cfg.targets))
 
-    def fused(self, audio: torch.Tensor, visual: torch.Tensor, mask_a=None, mask_v=None) -> torch.Tensor:  # noqa: ANN001
+    def fused(self, audio: torch.Tensor, visual: torch.Tensor, mask_a: torch.Tensor | None = None,
+              mask_v: torch.Tensor | None = None) -> torch.Tensor:
         a = self.in_a(F.normalize(audio, dim=-1))
         v = self.in_v(F.normalize(visual, dim=-1))
         j = self.joint(torch.cat([v, a], -1))
@@ -80,6 +83,7 @@ class JMT(nn.Module):
         outs = [self.cross[i // 2 if self.shared else i](q, kv) for i, (q, kv) in enumerate(pairs)]
         return self.fuse(torch.cat(outs, -1))
 
-    def forward(self, audio: torch.Tensor, visual: torch.Tensor, mask_a=None, mask_v=None) -> torch.Tensor:  # noqa: ANN001
+    def forward(self, audio: torch.Tensor, visual: torch.Tensor, mask_a: torch.Tensor | None = None,
+              mask_v: torch.Tensor | None = None) -> torch.Tensor:
         z = self.fused(audio, visual)
         return torch.cat([h(z) for h in self.heads], -1)  # [B, T, targets]

@@ -10,7 +10,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from train.models.base import Model
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class MATERConfig:
     hidden: int = 128
 
 
-def vaswani_pe(t: int, d: int) -> torch.Tensor:
+def vaswani_pe(t: int, d: int) -> Tensor:
     pos = torch.arange(t, dtype=torch.float32)[:, None]
     div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
     pe = torch.zeros(t, d)
@@ -42,7 +44,7 @@ class _FFNLayer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, d))
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, x: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: Tensor, src_key_padding_mask: Tensor | None = None) -> Tensor:
         return self.norm(x + self.ff(x))
 
 
@@ -58,7 +60,7 @@ class Branch(nn.Module):
             self.layers = nn.ModuleList(_FFNLayer(cfg.d, cfg.ffn, cfg.dropout) for _ in range(cfg.layers))
         self.head = nn.Sequential(nn.Linear(cfg.d, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, n_out))
 
-    def pooled(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def pooled(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.inp(nn.functional.normalize(x, dim=-1))
         if self.cfg.positions:
             h = h + vaswani_pe(h.shape[1], h.shape[2]).to(h)
@@ -68,21 +70,21 @@ class Branch(nn.Module):
         m = mask.float()[..., None]
         return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.head(self.pooled(x, mask))
 
 
-class MATER(nn.Module):
+class MATER(Model):
     def __init__(self, audio_dim: int, visual_dim: int, n_out: int, cfg: MATERConfig = MATERConfig()) -> None:
         super().__init__()
         self.audio, self.visual = Branch(audio_dim, n_out, cfg), Branch(visual_dim, n_out, cfg)
 
-    def per_modality(self, audio, visual, mask_a, mask_v) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
-        return self.audio(audio, mask_a), self.visual(visual, mask_v)
+    def branches(self, audio: Tensor, visual: Tensor, mask_a: Tensor, mask_v: Tensor) -> dict[str, Tensor]:
+        return {"audio": self.audio(audio, mask_a), "visual": self.visual(visual, mask_v)}
 
-    def fused(self, audio, visual, mask_a, mask_v) -> torch.Tensor:  # noqa: ANN001
+    def fused(self, audio: Tensor, visual: Tensor, mask_a: Tensor, mask_v: Tensor) -> Tensor:
         return torch.cat([self.audio.pooled(audio, mask_a), self.visual.pooled(visual, mask_v)], 1)
 
-    def forward(self, audio, visual, mask_a, mask_v) -> torch.Tensor:  # noqa: ANN001
-        a, v = self.per_modality(audio, visual, mask_a, mask_v)
+    def forward(self, audio: Tensor, visual: Tensor, mask_a: Tensor, mask_v: Tensor) -> Tensor:
+        a, v = self.branches(audio, visual, mask_a, mask_v).values()
         return (a.softmax(-1) + v.softmax(-1)).div(2).clamp_min(1e-8).log()  # averaged predictions, as log-probs

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from train.models.base import Model
+
 
 @dataclass(frozen=True)
 class MulTConfig:
@@ -106,7 +108,7 @@ class Encoder(nn.Module):
         return self.norm(h)
 
 
-class MulT(nn.Module):
+class MulT(Model):
     """Outputs ``h`` [B, T, 2d]; ``reconstruct`` gives the pretraining outputs, ``classify`` the head."""
 
     def __init__(self, audio_dim: int, visual_dim: int, cfg: MulTConfig = BASE, n_out: int = 0) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from train.models.base import Model
+
 
 @dataclass(frozen=True)
 class TFNConfig:
@@ -26,7 +28,7 @@ class SubNet(nn.Sequential):
                          nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
 
-class TFN(nn.Module):
+class TFN(Model):
     pooled = True  # consumes clip-level vectors
 
     def __init__(self, audio_dim: int, visual_dim: int, n_out: int, cfg: TFNConfig = TFNConfig()) -> None:

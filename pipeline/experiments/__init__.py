@@ -1,0 +1,1 @@
+"""Paper presets (presets/*.yaml) and the experiment runner: extract, then train, then the table."""

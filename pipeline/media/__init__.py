@@ -1,0 +1,1 @@
+"""Decoding, the face stage and its tracker, synthetic media."""

@@ -1,0 +1,1 @@
+"""The Dask machinery: cluster sessions, dispatch, worker setup, progress display, stop signals."""

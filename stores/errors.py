@@ -1,0 +1,11 @@
+"""Errors the store raises: each is one line that names the store and the fix (the CLI prints it, exit 2)."""
+
+from __future__ import annotations
+
+
+class StoreError(ValueError):
+    """The store cannot be used as asked (a manifest that does not fit, a file that is not a store, ...)."""
+
+
+class StoreLockedError(RuntimeError):
+    """Another run holds the store's lock."""

@@ -1,0 +1,90 @@
+"""Every kind of bad input becomes a failed row with a one-line reason; everything else is stored."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.media import synth
+from stores.feature_store import FeatureStore
+from stores.lock import StoreLock
+from tests.helpers.cli import cli, extract_json
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    face = synth.face_image(128)
+    audio = synth.voice(1.2, 140, 4, 0.5, 0)
+    good = d / "good.mp4"
+    synth.write_clip(good, synth.animate_face(face, 30, 25, 0, 1, 1, 1, 0), 25, audio)
+    odd = d / "wëird näme 'with' \"quotes\".mp4"
+    synth.write_clip(odd, synth.animate_face(face, 30, 25, 0, 1, 1, 1, 1), 25, audio)
+    synth.write_wav(d / "audio_only.wav", audio[::3].copy(), 16000)
+    synth.write_clip(d / "video_only.mp4", synth.animate_face(face, 30, 25, 0, 1, 1, 1, 2), 25, None)
+    (d / "zero.mp4").write_bytes(b"")
+    data = good.read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (d / "random.mp4").write_bytes(np.random.default_rng(0).bytes(30000))
+    broken = bytearray(data)
+    broken[len(data) // 3 : len(data) // 3 + 6000] = np.random.default_rng(1).bytes(6000)
+    (d / "broken_middle.mp4").write_bytes(bytes(broken))
+    long_audio = synth.voice(3.5, 140, 4, 0.5, 5)  # audio outlasts the video by 2.3 s
+    synth.write_clip(d / "mismatch.mp4", synth.animate_face(face, 30, 25, 0, 1, 1, 1, 3), 25, long_audio)
+    rows = [p.name for p in sorted(d.iterdir())] + ["missing.mp4"]
+    pd.DataFrame({"media_path": rows, "speaker": "s1"}).to_csv(d / "list.csv", index=False)
+    return d
+
+
+def test_each_bad_input_fails_alone_with_a_reason(bad_corpus, tmp_path):
+    s = tmp_path / "s.zarr"
+    args = ["--dataset", "csv", "--root", str(bad_corpus / "list.csv"), "--store", str(s),
+            "--extractors", "logmel,face_hog", "--shard-size", "3", "--quiet"]
+    proc = cli("extract", *args)
+    assert proc.returncode == 1, proc.stderr  # failures -> non-zero exit
+    live = FeatureStore(str(s)).index()
+    native = live[live.stage == "native"].set_index(["clip_id", "extractor"])
+    ok = {c for (c, e), r in native.iterrows() if r.status == "ok"}
+    reason = {(c, e): r.reason for (c, e), r in native.iterrows() if r.status == "failed"}
+    assert {"good", "wëird näme 'with' \"quotes\"", "mismatch"} <= ok
+    assert "audio_only" in ok and ("audio_only", "face_hog") in reason
+    assert "no video stream" in reason[("audio_only", "face_hog")]
+    assert "no audio stream" in reason[("video_only", "logmel")]
+    assert ("video_only", "face_hog") not in reason
+    assert "empty (0 bytes)" in reason[("zero", "logmel")]
+    assert "not a readable media file" in reason[("truncated", "logmel")]
+    assert "not a readable media file" in reason[("random", "face_hog")]
+    assert reason[("broken_middle", "face_hog")].startswith("decode: corrupt media")
+    assert "file not found" in reason[("missing", "logmel")]
+    for r in reason.values():
+        assert "\n" not in r and r.split(":")[0] in ("open", "probe", "decode")
+    aligned = live[(live.stage == "aligned") & (live.clip_id == "mismatch")]
+    assert set(aligned.status) == {"excluded"} and aligned.reason.str.contains("gap").all()
+    assert cli("verify", str(s)).returncode == 0
+    status = cli("status", str(s)).stdout
+    assert "failures and exclusions" in status and "broken_middle" in status
+    again = extract_json(*args, "--allow-failures")  # failures retried, the rest cached
+    assert again["counts"]["ok"] == 0 and again["counts"]["failed"] == len(reason)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file(bad_corpus, tmp_path):
+    p = tmp_path / "locked.mp4"
+    p.write_bytes((bad_corpus / "good.mp4").read_bytes())
+    p.chmod(0)
+    pd.DataFrame({"media_path": [str(p)], "speaker": ["s"]}).to_csv(tmp_path / "l.csv", index=False)
+    r = extract_json("--dataset", "csv", "--root", str(tmp_path / "l.csv"), "--store", str(tmp_path / "s"),
+                     "--extractors", "logmel", "--quiet", check=False)
+    assert "permission denied" in r["failures"][0]
+
+
+def test_a_second_concurrent_run_is_refused_with_a_clear_message(bad_corpus, tmp_path):
+    s = tmp_path / "s.zarr"
+    store = FeatureStore(str(s), create=True)
+    with StoreLock(store.fs):
+        proc = cli("extract", "--dataset", "csv", "--root", str(bad_corpus / "list.csv"), "--store", str(s),
+                   "--extractors", "logmel", "--quiet")
+    assert proc.returncode == 2 and "in use by another run" in proc.stderr
