@@ -13,6 +13,8 @@ import json
 import os
 from typing import Any
 
+import xxhash
+
 _SAMPLE = 64 * 1024
 
 
@@ -20,16 +22,24 @@ def _h(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-FINGERPRINTS = ("content", "stat")
+FINGERPRINTS = ("content", "stat", "full")
+_FULL_BLOCK = 8 << 20
 
 
 def file_fingerprint(path: str, mode: str = "content") -> str:
     """``content``: size + first and last 64 KiB (survives copies and moves; reads 128 KiB per file).
     ``stat``: size + mtime + inode (no read at all: cheap on Lustre/GPFS; a touch, copy or move counts as
-    a change)."""
+    a change). ``full``: every byte, with xxHash3-128 (a damaged copy whose size and ends match the original's
+    is told apart; reads the whole file: docs/benchmarks.md gives the cost per GB)."""
     if mode == "stat":
         st = os.stat(path)
         return _h("stat", st.st_size, st.st_mtime_ns, st.st_ino)
+    if mode == "full":
+        h = xxhash.xxh3_128()
+        with open(path, "rb") as f:
+            while block := f.read(_FULL_BLOCK):
+                h.update(block)
+        return _h("full", os.path.getsize(path), h.hexdigest())
     size = os.path.getsize(path)
     h = hashlib.sha256(str(size).encode())
     with open(path, "rb") as f:

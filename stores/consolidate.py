@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from extractors.base import Features
-from stores import cache_key, index
+from stores import cache_key, index, verify
 from stores.feature_store import FeatureStore
+from stores.verify import PartCheck
 
 TARGET_BYTES = 64 << 20  # uncompressed values per merged part
 
@@ -173,11 +174,30 @@ def pending(store: FeatureStore, target_bytes: int = TARGET_BYTES) -> bool:
     return bool(merges_of(store, per_part, target_bytes))
 
 
+def sound(m: Merge) -> Merge | None:
+    """The merge without its damaged sources: a part with a missing, truncated or corrupt chunk (zarr would
+    read it as zeros, and the merged part would carry fresh checksums over them) stays as it is, its rows
+    pointing at it, for ``verify`` to report and ``--repair`` to redo. None when fewer than two remain."""
+    rows = m.rows.to_pylist()
+    damaged = {p.part for p in verify.check_parts([PartCheck(m.store, part, [r for r in rows if r["part"] == part])
+                                                   for part in m.sources])}
+    if not damaged:
+        return m
+    keep = tuple(p for p in m.sources if p not in damaged)
+    if len(keep) < 2:
+        return None
+    return replace(m, sources=keep, rows=m.rows.filter(pc.is_in(m.rows["part"], pa.array(keep, pa.string()))))
+
+
 def merge(m: Merge) -> int:
-    """The task (runs on a worker): write the merged part, then commit its rows; returns the rows moved.
-    A merge planned without rows reads them from the index (only rows of its own parts)."""
+    """The task (runs on a worker): check the sources, write the merged part, then commit its rows; returns
+    the rows moved. A merge planned without rows reads them from the index (only rows of its own parts)."""
     if m.rows is None:
         m = next(with_rows([m], index.resolve_table(index.read_table(FeatureStore(m.store).fs, parts=m.sources))))
+    checked = sound(m)
+    if checked is None:
+        return 0
+    m = checked
     rel, spans = write_merged(m)
     commit_merged(m, rel, spans)
     return len(spans)

@@ -9,3 +9,11 @@ class StoreError(ValueError):
 
 class StoreLockedError(RuntimeError):
     """Another run holds the store's lock."""
+
+
+class DamagedFile(StoreError):
+    """A file of the store cannot be read (truncated, overwritten); ``path`` is relative to the store."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -29,13 +29,12 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from extractors.features import Features, blocks
-from stores import index
+from stores import index, store_files
 from stores.errors import StoreError
 from stores.fs import StoreFS
+from stores.store_files import FORMAT, FORMAT_VERSION
 from stores.version import PACKAGE
 
-FORMAT = "affect-pipeline-store"
-FORMAT_VERSION = 1
 CHUNK_BYTES = 1 << 20
 # every chunk carries a CRC-32C of its compressed bytes: a flipped bit or a truncated file fails loudly
 _COMPRESSOR = (BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"), Crc32cCodec())
@@ -66,21 +65,39 @@ def extractor_group(stage: str, view: str, extractor: str) -> str:
 
 
 class FeatureStore:
-    def __init__(self, url: str, create: bool = False) -> None:
+    def __init__(self, url: str, create: bool = False, repairing: bool = False) -> None:
+        """Open (or with ``create``, make) the store at ``url``. A store whose root metadata is damaged is
+        refused naming the file (``repairing``: opened anyway, by `verify`, to say what is wrong and mend it)."""
         self.fs = StoreFS(url)
         self.url = url
         if create:
             self._init_root()
-        elif not self.fs.exists("zarr.json"):
-            raise FileNotFoundError(f"no feature store at {url} (run `pipeline extract ... --store {url}` first)")
+        elif not repairing:
+            self._check_root()
         self._arrays: dict[str, zarr.Array] = {}
+
+    def _check_root(self) -> None:
+        if not self.fs.exists("zarr.json"):
+            if self.fs.exists(index.INDEX_DIR) or self.fs.exists("manifest.parquet"):
+                raise store_files.damaged_error(self.fs, "zarr.json", "the store's root group metadata is missing")
+            if self.fs.exists("") and not self.fs.fs.isdir(self.fs.path()):
+                raise StoreError(f"--store {self.url} is a file, not a feature store; give a folder path")
+            raise FileNotFoundError(f"no feature store at {self.url} (run `pipeline extract ... --store {self.url}` "
+                                    "first)")
+        why = store_files.root_problem(self.fs)
+        if why:
+            raise store_files.damaged_error(self.fs, "zarr.json", f"the store's root group metadata {why}")
 
     # -- layout --------------------------------------------------------------------------------
     def _init_root(self) -> None:
-        if self.fs.exists("zarr.json"):
-            attrs = zarr.open_group(self.fs.zarr_url(""), mode="r").attrs.asdict()
-            if attrs.get("format") != FORMAT:
-                raise ValueError(f"{self.url} is a Zarr group but not an affect-pipeline store; choose another path")
+        if self.fs.exists("") and not self.fs.fs.isdir(self.fs.path()):
+            raise StoreError(f"--store {self.url} is a file, not a feature store; give a new or existing folder path")
+        if self.fs.exists("zarr.json") or self.fs.exists(index.INDEX_DIR):
+            why = store_files.root_problem(self.fs)
+            if why == f"does not say format = {FORMAT}" and not self.fs.exists(index.INDEX_DIR):
+                raise StoreError(f"{self.url} is a Zarr group but not an affect-pipeline store; choose another path")
+            if why:
+                raise store_files.damaged_error(self.fs, "zarr.json", f"the store's root group metadata {why}")
             return
         g = zarr.open_group(self.fs.zarr_url(""), mode="a", zarr_format=3)
         g.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION,

@@ -16,6 +16,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stores.errors import DamagedFile
+
 TMP_DIR = ".tmp"
 
 
@@ -91,18 +93,33 @@ class StoreFS:
 
     def read_parquet(self, rel: str, filters: list | None = None) -> pa.Table:
         """``filters`` (pyarrow's DNF form) are applied while reading, batch by batch: a task that needs a few
-        rows of a large index file never holds all of it."""
-        with self.fs.open(self.path(rel), "rb") as f:
-            return pq.read_table(f, filters=filters)
+        rows of a large index file never holds all of it. A damaged file raises ``DamagedFile`` naming it."""
+        try:
+            with self.fs.open(self.path(rel), "rb") as f:
+                return pq.read_table(f, filters=filters)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise self.damaged(rel, exc) from None
 
     def iter_parquet(self, rel: str, columns: list[str], batch_rows: int = 65536) -> Iterator[pa.Table]:
         """``columns`` of a Parquet file (those it has), ``batch_rows`` rows at a time: a reader of a
         million-row index holds one batch, not the file."""
-        with self.fs.open(self.path(rel), "rb") as f:
-            pf = pq.ParquetFile(f)
-            have = [c for c in columns if c in pf.schema_arrow.names]
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=have):
-                yield pa.Table.from_batches([batch])
+        try:
+            with self.fs.open(self.path(rel), "rb") as f:
+                pf = pq.ParquetFile(f)
+                have = [c for c in columns if c in pf.schema_arrow.names]
+                for batch in pf.iter_batches(batch_size=batch_rows, columns=have):
+                    yield pa.Table.from_batches([batch])
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise self.damaged(rel, exc) from None
+
+    def damaged(self, rel: str, exc: BaseException) -> Exception:
+        """The error for a store file that cannot be read: a FileNotFoundError stays one (an index file
+        compacted away while it was listed); anything else names the file, the store and the fix."""
+        if isinstance(exc, FileNotFoundError):
+            return FileNotFoundError(f"store {self.url}: {rel} disappeared while it was read ({exc.strerror})")
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        return DamagedFile(f"store {self.url}: {rel} is damaged ({why}); `pipeline verify {self.url} --repair` moves "
+                           "it aside and marks what it held for recomputation", rel)
 
     def write_parquet(self, rel: str, table: pa.Table) -> None:
         self.write_atomic(rel, lambda f: write_table(table, f))

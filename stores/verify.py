@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stores import index
+from stores import index, store_files
 from stores.feature_store import ARRAYS, FeatureStore
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def check_parts(checks: list[PartCheck]) -> list[Problem]:
     """The task function (runs on a worker): every chunk of every array of each part, then each entry."""
     out: list[Problem] = []
     for c in checks:
-        out += _check_part(FeatureStore(c.store), c.part, c.rows)
+        out += _check_part(FeatureStore(c.store, repairing=True), c.part, c.rows)
     return out
 
 
@@ -68,14 +68,18 @@ def _entry(row: dict, message: str, part: str) -> Problem:
 def _check_part(store: FeatureStore, part: str, rows: list[dict]) -> list[Problem]:
     out: list[Problem] = []
     data: dict[str, np.ndarray] = {}
+    why = store_files.group_problem(store.fs, part)
+    if why:  # the part's own metadata (its clip ids and spans, as plain zarr reads them)
+        return [_entry(r, f"the part's metadata {part}/zarr.json {why}", part) for r in rows] or [
+            Problem(f"the part's metadata {part}/zarr.json {why}", part)]
     for name in ARRAYS:
         if name == "confidence" and not store.has_array(part, name):
             continue
         try:
             arr = store.array(f"{part}/{name}")
         except Exception as exc:  # noqa: BLE001 - unreadable metadata: every entry of the part is lost
-            return [_entry(r, f"{name}: metadata unreadable ({type(exc).__name__})", part) for r in rows] or [
-                Problem(f"{name}: metadata unreadable ({type(exc).__name__})", part)]
+            why = f"{part}/{name}/zarr.json: array metadata unreadable ({type(exc).__name__})"
+            return [_entry(r, why, part) for r in rows] or [Problem(why, part)]
         full, bad = _read_chunks(store, part, name, arr)
         data[name] = full
         for (lo, hi), why in bad:
@@ -122,7 +126,7 @@ def _read_chunks(store: FeatureStore, part: str, name: str, arr: zarr.Array) -> 
         lo, hi = i * per_object, min(n, (i + 1) * per_object)
         key = arr.metadata.encode_chunk_key((i,) + (0,) * (arr.ndim - 1))
         if not store.fs.exists(f"{part}/{name}/{key}"):
-            bad.append(((lo, hi), f"chunk {key} is missing (rows {lo}:{hi})"))
+            bad.append(((lo, hi), f"chunk {part}/{name}/{key} is missing (rows {lo}:{hi})"))
             continue
         for a in range(lo, hi, rows):
             b = min(hi, a + rows)
@@ -131,15 +135,20 @@ def _read_chunks(store: FeatureStore, part: str, name: str, arr: zarr.Array) -> 
             except Exception as exc:  # noqa: BLE001 - checksum mismatch, truncation, codec error: all the same
                 why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
                 why = "CRC-32C checksum mismatch" if "checksum" in why.lower() else why
-                where = f"chunk {key}" if per_object == rows else f"shard {key}, rows {a}:{b}"
+                obj = f"{part}/{name}/{key}"
+                where = f"chunk {obj}" if per_object == rows else f"shard {obj}, rows {a}:{b}"
                 bad.append(((a, b), f"{where} does not decode (rows {a}:{b}: {why})"))
     return full, bad
 
 
 def plan_checks(store: FeatureStore, per_task: int = 16) -> tuple[list[list[PartCheck]], list[Problem]]:
-    """Tasks of ``per_task`` parts each, and the problems the index alone shows (duplicates, orphans)."""
-    live = store.index()
-    problems: list[Problem] = []
+    """Tasks of ``per_task`` parts each, and the problems the store's own files and the index alone show
+    (a damaged root, group, manifest or index file; duplicates, orphans). Damaged index files are left out:
+    the parts only they referenced show up as unreferenced."""
+    damaged = store_files.check(store.fs)
+    problems = [Problem(why, path) for path, why in damaged]
+    live = index.resolve_table(index.read_table(store.fs, store_files.readable_index_files(store.fs, damaged)))
+    live = live.to_pandas()
     if live.duplicated(index.ENTRY).any():
         problems.append(Problem("an entry appears twice in the live index", "index"))
     ok = live[live["status"] == "ok"]

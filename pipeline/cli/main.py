@@ -19,7 +19,7 @@ from pipeline.cli import models as cli_models
 from pipeline.cli import training as cli_train
 from pipeline.datasets import manifest
 from pipeline.engine.config import DEFAULT_EXTRACTORS, ExtractConfig
-from pipeline.errors import ConfigError, StoreLockedError
+from pipeline.errors import ConfigError, StoreError, StoreLockedError
 from pipeline.runtime.stop import RunStopped
 from stores.views import DEFAULT_RATE
 
@@ -86,7 +86,8 @@ def extract(
     quiet: bool = typer.Option(False, help="no progress bar"),
     fingerprint: str = typer.Option("content", help="how media is recognised for the cache: content (size + first "
                                     "and last 64 KiB; survives moves) or stat (size + mtime + inode; no reads, for "
-                                    "network filesystems; a touch or move counts as a change)"),
+                                    "network filesystems; a touch or move counts as a change) or full (every byte, "
+                                    "xxHash3: a damaged copy with intact ends is told apart; reads whole files)"),
     progress_every: float = typer.Option(30.0, help="seconds between progress lines when stderr is not a terminal "
                                                     "(batch jobs)"),
     as_json: bool = typer.Option(False, "--json", help="print the run report as JSON on stdout"),
@@ -160,7 +161,7 @@ def status(
 
     try:
         counts, problems, low = summary(FeatureStore(store), min_valid)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StoreError) as exc:
         raise _fail(str(exc)) from None
     t = Table(title=f"store {store}")
     for col in ("stage", "view", "extractor", "ok", "failed", "excluded", "valid frames",
@@ -190,7 +191,8 @@ def status(
 def verify(
     store: str = typer.Argument(..., help="store path or URL"),
     repair: bool = typer.Option(False, help="mark every damaged entry as failed, so the next extract recomputes "
-                                            "exactly those"),
+                                            "exactly those; rewrite the root metadata, move damaged index, "
+                                            "manifest and group files aside into damaged/"),
     cluster: Path | None = typer.Option(None, help="dask_cluster.yaml (default: embedded LocalCluster)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
@@ -201,13 +203,15 @@ def verify(
 
     try:
         r = run_verify(store, str(cluster) if cluster else None, fix=repair, console=err, progress=not quiet)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, StoreError, StoreLockedError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     except RunStopped as exc:
         err.print(f"[yellow]stopped:[/yellow] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.code) from None
     for p in r.problems:
         out.print(f"[red]problem[/red] {escape(p.line())}", highlight=False, soft_wrap=True)
+    for line in r.files_repaired:
+        out.print(f"repaired {escape(line)}", highlight=False, soft_wrap=True)
     if r.repaired:
         out.print(f"marked {r.repaired} entries for recomputation; run your `pipeline extract` command again to "
                   "recompute exactly those", highlight=False)

@@ -32,5 +32,6 @@ class FolderDataset(DatasetAdapter):
             rel = os.path.relpath(path, base).replace(os.sep, "/")
             return os.path.splitext(rel)[0], posixpath.dirname(rel), "", path
 
-        t = scan.columns(scan.files(base, MEDIA_SUFFIXES), row, ["clip_id", "speaker", "session", "media_path"])
+        listing = scan.files(base, MEDIA_SUFFIXES, self.skipped)
+        t = scan.columns(listing, row, ["clip_id", "speaker", "session", "media_path"])
         return scan.sort(t, [("media_path", "ascending")]).to_pandas()

@@ -40,6 +40,9 @@ class DatasetAdapter:
     expected: ClassVar[dict] = {}
     label_column: ClassVar[str | None] = None
 
+    def __init__(self) -> None:
+        self.skipped: list[str] = []  # "path: reason" of what the listing could not read (warned, not fatal)
+
     def manifest(self, root: Path) -> pd.DataFrame:
         raise NotImplementedError
 
@@ -112,7 +115,14 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     for col, default in OPTIONAL.items():
         if col not in df.columns:
             df[col] = default
-    df["clip_id"] = df["clip_id"].astype(str)
+    ids = df["clip_id"]
+    blank = (ids.isna() | ids.astype(str).str.strip().eq("")).to_numpy()
+    if blank.any():  # astype(str) would make every missing id "nan": one clip's results overwriting another's
+        rows = np.flatnonzero(blank)
+        raise ConfigError(f"{source}: {len(rows)} clip(s) with an empty clip_id (data row(s) "
+                          f"{', '.join(str(r + 1) for r in rows[:5])}, e.g. media {df['media_path'].iloc[rows[0]]!r}); "
+                          "give every row a clip_id, or leave the column out to name clips after their files")
+    df["clip_id"] = ids.astype(str)
     if _repeats(pa.array(df["clip_id"], pa.string())):
         dup = df["clip_id"][df["clip_id"].duplicated()].unique()
         raise ConfigError(f"{source}: clip_id not unique, e.g. {list(dup[:5])}")
@@ -126,6 +136,10 @@ def normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     bad = (df["end"] <= df["start"]).to_numpy()  # a mask: df[mask] of 1.1 M rows cost ~60 MB even when empty
     if bad.any():
         raise ConfigError(f"{source}: end <= start for clips {df['clip_id'][bad].tolist()[:5]}")
+    bad = (df["start"] < 0).to_numpy() | (df["end"] < 0).to_numpy()
+    if bad.any():
+        raise ConfigError(f"{source}: a negative start or end for clips {df['clip_id'][bad].tolist()[:5]}; segment "
+                          "times are seconds from the start of the media file (>= 0)")
     return df.reset_index(drop=True)
 
 
@@ -146,7 +160,14 @@ def build(dataset: str, root: str | Path, limit: int | None = None) -> pd.DataFr
 
 def build_with_refusals(dataset: str, root: str | Path, limit: int | None = None,
                         keep_refused: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The manifest, and the clips that cannot be processed at all (clip_id -> reason).
+    """``build_listing`` without the list of unreadable paths."""
+    return build_listing(dataset, root, limit, keep_refused)[:2]
+
+
+def build_listing(dataset: str, root: str | Path, limit: int | None = None,
+                  keep_refused: bool = True) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
+    """The manifest, the clips that cannot be processed at all (clip_id -> reason), and the paths the
+    listing could not read ("path: reason": an unreadable folder, a symlink loop), to warn about.
 
     A git-LFS pointer in place of a media file is such a clip. Without ``keep_refused`` (no
     ``--allow-failures``) one pointer refuses the run up front; with it, each pointer becomes that
@@ -176,7 +197,7 @@ def build_with_refusals(dataset: str, root: str | Path, limit: int | None = None
         pointer = next((p for p in (r.media_path, r.audio_path) if isinstance(p, str) and p in bad), None)
         if pointer:
             refused[str(r.clip_id)] = f"input: {pointer} is a git-LFS pointer, not media ({fix})"
-    return df.reset_index(drop=True), refused
+    return df.reset_index(drop=True), refused, adapter.skipped
 
 
 def _unique_paths(df: pd.DataFrame, batch: int = 65536) -> Iterator[str]:

@@ -17,21 +17,39 @@ import pyarrow.compute as pc
 BATCH = 65536
 
 
-def files(root: str, suffixes: set[str]) -> Iterator[str]:
+def files(root: str, suffixes: set[str], skipped: list[str] | None = None) -> Iterator[str]:
     """Every file under ``root`` whose suffix (lower-cased) is in ``suffixes``, in the byte order of their
     paths (so a manifest sorted by path needs no sort of its own: see ``sort``); symlinked folders are not
-    followed (as ``Path.rglob``), hidden AppleDouble files (``._name``) are skipped."""
+    followed (as ``Path.rglob``), hidden AppleDouble files (``._name``) are skipped. A folder that cannot be
+    read or an entry that cannot be resolved (a symlink loop) is passed over and named in ``skipped``."""
     # a folder sorts as its name + "/": where its files' paths fall among its siblings ("a.c" < "a/x")
-    with os.scandir(root) as it:
-        entries = sorted(((e.name + "/", e.path, True) if e.is_dir(follow_symlinks=False) else (e.name, e.path, False)
-                          for e in it if e.is_dir(follow_symlinks=False)
-                          or (os.path.splitext(e.name)[1].lower() in suffixes and not e.name.startswith("._")
-                              and e.is_file())), key=lambda x: x[0].encode("utf-8", "surrogateescape"))
+    entries = []
+    try:
+        with os.scandir(root) as it:
+            for e in it:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        entries.append((e.name + "/", e.path, True))
+                    elif os.path.splitext(e.name)[1].lower() in suffixes and not e.name.startswith("._") \
+                            and e.is_file():
+                        entries.append((e.name, e.path, False))
+                except OSError as exc:  # a symlink loop, a dangling network mount
+                    _skip(skipped, e.path, exc)
+    except OSError as exc:  # an unreadable folder
+        _skip(skipped, root, exc)
+        return
+    entries.sort(key=lambda x: x[0].encode("utf-8", "surrogateescape"))
     for _, path, folder in entries:
         if folder:
-            yield from files(path, suffixes)
+            yield from files(path, suffixes, skipped)
         else:
             yield path
+
+
+def _skip(skipped: list[str] | None, path: str, exc: OSError) -> None:
+    if skipped is None:
+        raise exc
+    skipped.append(f"{path}: {exc.strerror or type(exc).__name__}")
 
 
 def sort(t: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:

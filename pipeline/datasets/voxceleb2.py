@@ -62,7 +62,7 @@ class VoxCeleb2(DatasetAdapter):
         names = ["clip_id", "speaker", "session", "tree_split", "path"]
         trees = []
         for suffix, col in ((".mp4", "video"), (".m4a", "audio")):
-            t = scan.columns(scan.files(base, {suffix}), row, names)
+            t = scan.columns(scan.files(base, {suffix}, self.skipped), row, names)
             t = scan.sort(t, [("path", "ascending")])  # the first of a clip's copies wins
             codes = pc.dictionary_encode(t["clip_id"]).combine_chunks().indices.to_numpy()
             first = np.sort(np.unique(codes, return_index=True)[1])

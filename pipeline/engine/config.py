@@ -22,6 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.media.face import DETECTORS, FaceConfig
 from pipeline.shard.align import AlignConfig
 from pipeline.shard.work import TaskConfig
+from stores import cache_key
 from stores.views import DEFAULT_RATE
 
 DEFAULT_EXTRACTORS = ("logmel", "linear_spectrogram", "egemaps", "face_hog")
@@ -50,7 +51,7 @@ class ExtractConfig:
     progress: bool = True
     progress_every: float = 30.0  # seconds between plain progress lines when stderr is not a terminal
     models_dir: str | None = None  # learned weights (--models / $PIPELINE_MODELS / user cache)
-    fingerprint: str = "content"  # how a clip's media is recognised: content (default) or stat (cache_key.py)
+    fingerprint: str = "content"  # how a clip's media is recognised: content (default), stat or full (cache_key.py)
     specs: dict[str, ExtractorSpec] = field(init=False, repr=False, compare=False)  # validated extractors
 
     def __post_init__(self) -> None:
@@ -60,8 +61,9 @@ class ExtractConfig:
             raise ConfigError("--limit must be >= 1")
         if self.dtype not in ("float16", "float32"):
             raise ConfigError(f"--dtype must be float16 or float32, not {self.dtype!r}")
-        if self.fingerprint not in ("content", "stat"):
-            raise ConfigError(f"--fingerprint must be content or stat, not {self.fingerprint!r}")
+        if self.fingerprint not in cache_key.FINGERPRINTS:
+            raise ConfigError(f"--fingerprint must be one of {', '.join(cache_key.FINGERPRINTS)}, not "
+                              f"{self.fingerprint!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if self.face.detector not in (*DETECTORS, "auto"):

@@ -19,6 +19,7 @@ from extractors import registry, weights
 from pipeline.datasets import manifest
 from pipeline.engine import plan
 from pipeline.engine.config import ExtractConfig
+from pipeline.engine.crashes import CrashIsolation
 from pipeline.errors import ConfigError
 from pipeline.media import face
 from pipeline.runtime import cluster
@@ -109,7 +110,11 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
                 weights.resolve("MTCNN")
             except weights.WeightsError as exc:
                 raise ConfigError(f"face stage (--face-detector mtcnn): {exc}; or use --face-detector haar") from None
-    clips, refused = manifest.build_with_refusals(cfg.dataset, cfg.root, cfg.limit, keep_refused=cfg.allow_failures)
+    clips, refused, skipped = manifest.build_listing(cfg.dataset, cfg.root, cfg.limit, keep_refused=cfg.allow_failures)
+    for line in skipped[:20]:
+        console.print(f"warning: skipped {line}", highlight=False, soft_wrap=True)
+    if len(skipped) > 20:
+        console.print(f"warning: skipped {len(skipped) - 20} more paths the listing could not read", highlight=False)
     targets = manifest.get_dataset(cfg.dataset).targets  # frame-level targets always travel with the features
     cfg = cfg.with_extractors(targets)
     if cfg.dry_run:
@@ -226,12 +231,28 @@ def _run_tasks(cfg: ExtractConfig, session: cluster.Session, store: FeatureStore
         report.add(r)
         progress.shard_done(task.shard, len(task.clips), r.media_s)
 
-    def failed(task: ShardTask, exc: BaseException) -> None:
-        report.task_errors.append(f"shard {task.shard} ({len(task.clips)} clips, e.g. "
-                                  f"{task.clips[0].source.clip_id}): {type(exc).__name__}: {exc}")
-        progress.shard_done(task.shard, len(task.clips), 0.0)
-
     report.tasks = plan.shard_count(p, size, taper)
+    crashes = CrashIsolation(store, p.run_id, report.tasks)
+
+    def failed(task: ShardTask, exc: BaseException) -> list[ShardTask] | None:
+        again = crashes.handle(task, exc)
+        if again:  # its workers died: each clip alone, so one bad clip costs only itself
+            console.print(f"warning: the workers running task {task.shard} died; its {len(task.clips)} clips run "
+                          "one per task", highlight=False)
+            report.tasks += len(again)
+            progress.shard_done(task.shard, 0, 0.0)
+            return again
+        progress.shard_done(task.shard, len(task.clips), 0.0)
+        if again is None:
+            report.task_errors.append(f"shard {task.shard} ({len(task.clips)} clips, e.g. "
+                                      f"{task.clips[0].source.clip_id}): {type(exc).__name__}: {exc}")
+            return None
+        (work,) = task.clips
+        report.clips_done += 1
+        report.counts["failed"] += len(work.native)
+        report.failures.extend(f"{work.source.clip_id}: {work.native[0]}: crashed the worker" for _ in work.native[:1])
+        return None
+
     dispatcher = Dispatcher(session, console, stop, progress)
     t = time.perf_counter()
     with progress:

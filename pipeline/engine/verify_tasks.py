@@ -15,9 +15,11 @@ from pipeline.runtime import cluster
 from pipeline.runtime.dispatch import Dispatcher, NoWorkers
 from pipeline.runtime.progress import RunProgress
 from pipeline.runtime.stop import RunStopped, StopSignals
+from stores import store_files
 from stores.feature_store import FeatureStore
 from stores.lock import StoreLock
 from stores.verify import PartCheck, Problem, check_parts, plan_checks, repair
+from stores.version import PACKAGE
 
 IN_PROCESS_PARTS = 256
 
@@ -28,13 +30,25 @@ class VerifyReport:
     entries: int = 0
     problems: list[Problem] = field(default_factory=list)
     repaired: int = 0
+    files_repaired: list[str] = field(default_factory=list)  # what ``--repair`` did to the store's own files
 
 
 def run_verify(url: str, cluster_file: str | None = None, fix: bool = False, console: Console | None = None,
                progress: bool = True, progress_every: float = 30.0) -> VerifyReport:
     console = console or Console(stderr=True)
     cfg = cluster.load(cluster_file)
-    store = FeatureStore(url)
+    store = FeatureStore(url, repairing=True)
+    if not store.fs.exists("zarr.json") and not store.fs.exists("index"):
+        FeatureStore(url)  # not a store at all: the plain open says so
+    # the store's lock for the whole check: a run's consolidation moving rows and parts meanwhile would read
+    # as damage, so verify works on a store no run is changing (a running extract makes it wait for none:
+    # it refuses, naming the run)
+    with StoreLock(store.fs):
+        return _verify(store, cfg, cluster_file, fix, console, progress, progress_every)
+
+
+def _verify(store: FeatureStore, cfg: cluster.ClusterConfig, cluster_file: str | None, fix: bool, console: Console,
+            progress: bool, progress_every: float) -> VerifyReport:
     tasks, problems = plan_checks(store)
     report = VerifyReport(sum(len(t) for t in tasks), sum(len(c.rows) for t in tasks for c in t), problems)
     if tasks and cluster_file is None and report.parts <= IN_PROCESS_PARTS:
@@ -50,8 +64,8 @@ def run_verify(url: str, cluster_file: str | None = None, fix: bool = False, con
             if stop.requested:
                 raise RunStopped(f"verify stopped by {stop.name}; nothing was changed", stop.exit_code(), report)
     if fix and report.problems:
-        with StoreLock(store.fs):  # no extract may run while entries are marked
-            report.repaired = repair(store, report.problems, f"repair-{uuid.uuid4().hex[:12]}")
+        report.files_repaired = store_files.repair(store.fs, store_files.check(store.fs), PACKAGE)
+        report.repaired = repair(store, report.problems, f"repair-{uuid.uuid4().hex[:12]}")
     return report
 
 

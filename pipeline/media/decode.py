@@ -164,7 +164,9 @@ class ClipDecoder:
                 container.seek(int((self.start + origin) * av.time_base), backward=True, any_frame=False)
             except av.error.FFmpegError:
                 pass  # not seekable: decode from the beginning and discard
-        resampler = av.AudioResampler(format="fltp")  # planar float at the stream's own layout and rate
+        # packed float at the stream's own layout and rate: one plane of [samples, channels] whatever the layout
+        # (planar frames of 8 or more channels gave PyAV a plane too many: to_ndarray read past them, segfault)
+        resampler = av.AudioResampler(format="flt")
         fps = float(video.average_rate or video.guessed_rate or 25.0) if video is not None else 25.0
         pending: list[tuple[np.ndarray, float]] = []
         done = {s.index: False for s in streams}
@@ -232,7 +234,8 @@ class ClipDecoder:
                 self._flush_resampler()
                 self._resampler = _Resampler(rate, SAMPLE_RATE)
             self._audio_rate = rate
-            x = f.to_ndarray().mean(0, dtype=np.float32)  # [channels, n] -> channel mean
+            ch = len(f.layout.channels)
+            x = np.frombuffer(f.planes[0], np.float32, f.samples * ch).reshape(f.samples, ch).mean(1, dtype=np.float32)
             self._samples.add(self._resampler.add(x))  # 16 kHz as it arrives: a long clip is not held twice
 
     def _flush_resampler(self) -> None:

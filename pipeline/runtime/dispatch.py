@@ -43,31 +43,40 @@ class Dispatcher:
         self._slots = 0
 
     def run(self, fn: Callable[[Any], Any], items: Iterable[Any], key: Callable[[Any], str],
-            on_done: Callable[[Any, Any], None], on_error: Callable[[Any, BaseException], None],
+            on_done: Callable[[Any, Any], None], on_error: Callable[[Any, BaseException], Iterable[Any] | None],
             resources: dict | None = None) -> None:
         """Run ``fn(item)`` for every item; returns when all are done, raises NoWorkers, or returns early on a stop
-        request (``self.stop.requested``) after the grace period."""
+        request (``self.stop.requested``) after the grace period. Items that ``on_error`` returns are run too,
+        before the rest and one at a time, each alone on the cluster (a task split after its workers died: the
+        clip that kills a worker then takes no other clip's task with it)."""
         from distributed import as_completed
 
+        self._requeued: list[Any] = []  # items on_error handed back: run before the source's next ones
         source: Iterator[Any] = iter(items)
         pending: dict[Any, Any] = {}  # future -> item
         ac = as_completed(with_results=True, raise_errors=False)
-        exhausted = False
+        self._exhausted = False
         last_check, no_workers_since = 0.0, None
         self._slots = self.session.slots()
         while True:
-            if not exhausted and not self.stop.requested:
+            if self._requeued and not self.stop.requested:
+                if not pending:  # alone on the cluster: nothing else can die with it, nor be killed by it
+                    item = self._requeued.pop(0)
+                    fut = self.session.client.submit(fn, item, key=key(item), pure=False, resources=resources)
+                    pending[fut] = item
+                    ac.add(fut)
+            elif not self._exhausted and not self.stop.requested:
                 window = max(2, self.per_slot * self._slots)
                 while len(pending) < window:
                     item = next(source, None)
                     if item is None:
-                        exhausted = True
+                        self._exhausted = True
                         break
                     fut = self.session.client.submit(fn, item, key=key(item), pure=False, resources=resources)
                     pending[fut] = item
                     ac.add(fut)
                 self.in_flight_max = max(self.in_flight_max, len(pending))
-            if not pending and (exhausted or self.stop.requested):
+            if not pending and not self._requeued and (self._exhausted or self.stop.requested):
                 return
             if self.stop.requested:
                 self._drain_for_grace(ac, pending, on_done, on_error)
@@ -81,14 +90,15 @@ class Dispatcher:
                 no_workers_since = self._watch(no_workers_since, now)
             time.sleep(self.poll_s)
 
-    @staticmethod
-    def _finish(item: Any, result: Any, on_done: Callable, on_error: Callable) -> None:
+    def _finish(self, item: Any, result: Any, on_done: Callable, on_error: Callable) -> None:
         """``result`` as ``as_completed(raise_errors=False)`` gives it: the value, the (type, exception,
         traceback) of a task that failed for good, or the CancelledError of a cancelled one."""
+        if isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
+            result = result[1]
         if isinstance(result, BaseException):
-            on_error(item, result)
-        elif isinstance(result, tuple) and len(result) == 3 and isinstance(result[1], BaseException):
-            on_error(item, result[1])
+            again = on_error(item, result)
+            if again and not self.stop.requested:
+                self._requeued.extend(again)
         else:
             on_done(item, result)
 

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import zarr
 
+from stores.feature_store import FeatureStore
 from tests.helpers.cli import FAST, cli, extract_json
 
 
@@ -144,3 +145,40 @@ def test_stat_fingerprint_touch_invalidates_only_that_clip(mini_corpus, tmp_path
     assert r["planned"] == 1 and r["calls"]["logmel"] == 1 and r["cached"]["logmel"] == 7
     content = [a if a != "stat" else "content" for a in args]
     assert extract_json(*content)["planned"] == 8  # keys of one mode are not the other's: choose once per store
+
+
+def test_full_fingerprint_tells_a_damaged_copy_with_intact_ends_from_the_original(mini_corpus, tmp_path):
+    """Same size, same first and last 64 KiB, zeroed middle: the content fingerprint reuses the original's
+    results (the documented trade-off); --fingerprint full decodes the copy."""
+    from stores import cache_key
+
+    corpus = tmp_path / "c"
+    shutil.copytree(mini_corpus, corpus)
+    big = corpus / "big.mp4"
+    data = bytearray(sorted(corpus.rglob("*.mp4"))[0].read_bytes())
+    data = bytes(data) + bytes(300_000)  # room for a middle beyond the two 64 KiB ends
+    big.write_bytes(data)
+    copy = tmp_path / "copy.mp4"
+    damaged = bytearray(data)
+    damaged[70_000:len(data) - 70_000] = bytes(len(data) - 140_000)
+    damaged[70_000:70_010] = b"\x01" * 10
+    copy.write_bytes(bytes(damaged))
+    assert cache_key.file_fingerprint(str(big)) == cache_key.file_fingerprint(str(copy))
+    assert cache_key.file_fingerprint(str(big), "full") != cache_key.file_fingerprint(str(copy), "full")
+    assert cache_key.file_fingerprint(str(big), "full") == cache_key.file_fingerprint(str(big), "full")
+    first, both = tmp_path / "first.csv", tmp_path / "both.csv"
+    first.write_text(f"clip_id,media_path\norig,{big}\n")
+    both.write_text(f"clip_id,media_path\norig,{big}\ncopy,{copy}\n")
+
+    def copy_row(mode: str) -> dict:
+        """The original extracted first; then the list with the copy added (as an archive grows)."""
+        store = str(tmp_path / f"{mode}.zarr")
+        for lst in (first, both):
+            extract_json("--dataset", "csv", "--root", str(lst), "--store", store, "--extractors", "logmel",
+                         "--quiet", "--allow-failures", "--fingerprint", mode)
+        live = FeatureStore(store).index()
+        return live[(live["clip_id"] == "copy") & (live["stage"] == "native")].iloc[0].to_dict()
+
+    assert copy_row("content")["reason"] == "reused from orig"  # the documented trade-off
+    row = copy_row("full")  # decoded for itself: here the zeroed middle does not decode
+    assert row["status"] == "failed" and "reused" not in row["reason"], row

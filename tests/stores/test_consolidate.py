@@ -144,3 +144,29 @@ def test_verify_names_only_the_entries_of_a_damaged_chunk_inside_a_shard(tmp_pat
     assert {p.split(" [")[0] for p in problems} == first and len(first) < len(live), problems
     assert all("rows 0:16" in p and "checksum mismatch" in p for p in problems)
 
+
+def test_a_merge_never_launders_a_missing_chunk_into_zeros(mini_corpus, tmp_path):
+    """Delete one chunk of a small part, add a clip, run extract: the merge leaves the damaged part as it is,
+    `verify` names the clip, and `--repair` + `extract` give the undamaged store's values back."""
+    store = tmp_path / "s.zarr"
+    args = ["--dataset", "demo", "--root", str(mini_corpus), "--store", str(store), "--extractors", "logmel",
+            "--shard-size", "1", "--quiet", "--limit"]
+    extract_json(*args, "4")
+    s = FeatureStore(str(store))
+    live = s.index()
+    row = live[live["stage"] == "native"].iloc[0]
+    before = _snapshot(s)
+    in_chunk = int(((live["part"] == row["part"]) & (live["status"] == "ok")).sum())  # the run merged its parts
+    (chunk,) = [p for p in (store / row["part"] / "values" / "c").rglob("*") if p.is_file()]
+    chunk.unlink()
+    extract_json(*args, "8")  # four new clips: their small parts are merged with the old ones
+    proc = cli("verify", str(store), "--quiet")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert row["clip_id"] in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+    assert cli("verify", str(store), "--repair", "--quiet").returncode == 1
+    assert extract_json(*args, "8")["calls"]["logmel"] == in_chunk  # exactly the damaged entries are recomputed
+    assert cli("verify", str(store), "--quiet").returncode == 0
+    after = _snapshot(FeatureStore(str(store)))
+    for clip, arrays in before.items():
+        for a, b in zip(arrays, after[clip]):
+            np.testing.assert_array_equal(a, b)

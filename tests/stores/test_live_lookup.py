@@ -150,12 +150,12 @@ def test_the_stored_manifest_merges_runs_and_is_not_rewritten_when_unchanged(tmp
 def test_a_manifest_that_cannot_merge_with_the_stored_one_is_a_one_line_error_and_keeps_it(tmp_path):
     import pandas as pd
 
-    from pipeline.errors import ConfigError
+    from stores.errors import StoreError
     from stores.feature_store import FeatureStore
 
     store = FeatureStore(str(tmp_path / "s.zarr"), create=True)
     store.save_manifest(pd.DataFrame({"clip_id": ["a"], "label": [3]}))
-    with pytest.raises(ConfigError, match=r"saving the manifest: .*label.*its own --store") as err:
+    with pytest.raises(StoreError, match=r"saving the manifest: .*label.*its own --store") as err:
         store.save_manifest(pd.DataFrame({"clip_id": ["b"], "label": ["happy"]}))
     assert "\n" not in str(err.value)
     assert store.manifest().to_dict("list") == {"clip_id": ["a"], "label": [3]}  # the stored one is intact
