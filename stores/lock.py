@@ -45,6 +45,20 @@ class StoreLock:
         self._fd = fd
         return self
 
+    @staticmethod
+    def held_by(fs: StoreFS) -> str | None:
+        """Who holds the store's lock now ("pid ..., host ..., since ..."), or None (free, or a remote store)."""
+        if not fs.is_local or not fs.exists(".lock"):
+            return None
+        fd = os.open(fs.path(".lock"), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown process"
+        finally:
+            os.close(fd)  # closing drops a lock taken just now
+        return None
+
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

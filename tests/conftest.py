@@ -11,6 +11,8 @@ import pytest
 
 from pipeline.datasets.demo import generate
 from tests.helpers.cli import BIN
+from tests.helpers.tls import flags as tls_flags
+from tests.helpers.tls import write_certs
 
 
 @pytest.fixture(scope="session")
@@ -39,23 +41,29 @@ def _free_port() -> int:
 
 @pytest.fixture
 def dask_cluster(tmp_path):
-    """A `dask scheduler` and two `dask worker` processes (no nanny), on loopback."""
+    """A `dask scheduler` and two `dask worker` processes (no nanny), on loopback, over TLS with certificates
+    made for the test (as a site issues them); the cluster file names them."""
+    from distributed import Client
+    from distributed.security import Security
+
+    certs = write_certs(tmp_path / "certs")
     port = _free_port()
-    addr = f"tcp://127.0.0.1:{port}"
+    addr = f"tls://127.0.0.1:{port}"
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]
+                               "--protocol", "tls", *tls_flags(certs), "--dashboard-address", "127.0.0.1:0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     time.sleep(1.5)
     for _ in range(2):
         procs.append(subprocess.Popen([str(BIN / "dask"), "worker", addr, "--nthreads", "1", "--no-nanny",
-                                       "--host", "127.0.0.1", "--no-dashboard"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    from distributed import Client
-
-    with Client(addr, timeout="30s") as c:
+                                       "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
+                                       *tls_flags(certs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    security = Security(tls_ca_file=certs["ca_file"], tls_client_cert=certs["cert"], tls_client_key=certs["key"],
+                        require_encryption=True)
+    with Client(addr, timeout="30s", security=security) as c:
         c.wait_for_workers(2, timeout=60)
     yaml_file = tmp_path / "cluster.yaml"
-    yaml_file.write_text(f"mode: scheduler\nscheduler:\n  address: {addr}\n")
+    yaml_file.write_text(f"mode: scheduler\nscheduler:\n  address: {addr}\n  tls:\n"
+                         + "".join(f"    {k}: {v}\n" for k, v in certs.items()))
     yield yaml_file, procs
     for p in procs:
         p.kill()

@@ -157,12 +157,18 @@ def status(
 ) -> None:
     """Per extractor: done / failed / excluded counts, the share of valid frames, and the failures table."""
     from stores.feature_store import FeatureStore
+    from stores.lock import StoreLock
     from stores.status import summary
 
     try:
-        counts, problems, low = summary(FeatureStore(store), min_valid)
+        fs = FeatureStore(store)
+        running = StoreLock.held_by(fs.fs)
+        counts, problems, low = summary(fs, min_valid)
     except (FileNotFoundError, StoreError) as exc:
         raise _fail(str(exc)) from None
+    if running:
+        err.print(f"note: a run is in progress on this store ({escape(running)}): the counts are what it had "
+                  "committed when they were read", highlight=False, soft_wrap=True)
     t = Table(title=f"store {store}")
     for col in ("stage", "view", "extractor", "ok", "failed", "excluded", "valid frames",
                 f"clips < {min_valid:.0%} valid"):

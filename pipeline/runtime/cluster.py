@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,9 +28,10 @@ MODES = ("local", "scheduler", "jobqueue")
 JOBQUEUE_SYSTEMS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster", "sge": "SGECluster",
                     "htcondor": "HTCondorCluster"}
 PRELOAD = "pipeline.runtime.worker_setup"
-_COMMON_KEYS = {"no_workers_timeout"}
+_COMMON_KEYS = {"no_workers_timeout", "insecure"}
 _LOCAL_KEYS = {"n_workers", "threads_per_worker", "memory_limit", "host", "dashboard_address", "resources"}
-_SCHED_KEYS = {"address", "timeout"}
+_SCHED_KEYS = {"address", "timeout", "tls"}
+TLS_KEYS = ("ca_file", "cert", "key")
 # ours; everything else in `jobqueue:` goes to dask-jobqueue's cluster class unchanged
 _JQ_OWN_KEYS = {"system", "jobs", "gpus_per_job", "wait_timeout", "max_resubmissions"}
 DEFAULT_NO_WORKERS_TIMEOUT = {"local": 60.0, "scheduler": 300.0, "jobqueue": 3600.0}
@@ -83,6 +86,10 @@ def load(path: str | None) -> ClusterConfig:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"--cluster {path}: file not found")
+    if p.stat().st_mode & 0o022:  # what it says runs as you (dask-jobqueue puts prologue, python, shebang verbatim
+        # into job scripts): a file others can change is code others can run as you
+        raise ConfigError(f"--cluster {path} is writable by other users (mode {p.stat().st_mode & 0o777:o}); the "
+                          f"cluster file is trusted like code: `chmod go-w {path}`")
     try:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -101,7 +108,9 @@ def load(path: str | None) -> ClusterConfig:
         if v != "auto" and (not isinstance(v, int) or v < 1):
             raise ConfigError(f"--cluster {path}: local.{key} must be a positive integer or 'auto', not {v!r}")
     if mode == "scheduler" and not sched.get("address"):
-        raise ConfigError(f"--cluster {path}: mode 'scheduler' needs scheduler.address (e.g. tcp://127.0.0.1:8786)")
+        raise ConfigError(f"--cluster {path}: mode 'scheduler' needs scheduler.address (e.g. tls://10.0.0.5:8786)")
+    if mode == "scheduler":
+        _check_scheduler_security(sched, path)
     if mode == "jobqueue" or jq:
         system = jq.get("system")
         if system not in JOBQUEUE_SYSTEMS:
@@ -115,6 +124,41 @@ def load(path: str | None) -> ClusterConfig:
         if v is not None and (not isinstance(v, int | float) or v <= 0):
             raise ConfigError(f"--cluster {path}: {section}.no_workers_timeout must be seconds > 0, not {v!r}")
     return ClusterConfig(mode, local, sched, jq)
+
+
+def _check_scheduler_security(sched: dict[str, Any], path: str) -> None:
+    """A scheduler you started is driven over TLS with certificate files (mutual: it admits only clients and
+    workers whose certificate your CA signed), unless the file says ``insecure: true``."""
+    address, tls = str(sched["address"]), sched.get("tls")
+    if sched.get("insecure") is True:
+        if tls:
+            raise ConfigError(f"--cluster {path}: scheduler.tls and scheduler.insecure: true contradict each other")
+        return
+    if not address.startswith("tls://"):
+        raise ConfigError(f"--cluster {path}: scheduler.address {address} is not TLS: anyone who can reach it can run "
+                          "code as you. Start the scheduler and workers with TLS certificates and give them in "
+                          "scheduler.tls {ca_file, cert, key} (docs/cluster.md), or set scheduler.insecure: true")
+    if not isinstance(tls, dict) or sorted(tls) != sorted(TLS_KEYS):
+        raise ConfigError(f"--cluster {path}: scheduler.tls needs exactly {list(TLS_KEYS)} (certificate files; "
+                          "docs/cluster.md)")
+    for key in TLS_KEYS:
+        if not Path(str(tls[key])).expanduser().is_file():
+            raise ConfigError(f"--cluster {path}: scheduler.tls.{key} {tls[key]} is not a file")
+
+
+def security_for(cfg: ClusterConfig) -> Any:
+    """The run's Dask ``Security``: throw-away certificates made for this run (local and jobqueue modes: only
+    this driver and the workers it starts hold them), the files of the cluster file (scheduler mode), or None
+    where the cluster file says ``insecure: true``."""
+    from distributed.security import Security
+
+    if cfg.section.get("insecure") is True:
+        return None
+    if cfg.mode == "scheduler":
+        tls = {k: str(Path(str(v)).expanduser()) for k, v in cfg.scheduler["tls"].items()}
+        return Security(tls_ca_file=tls["ca_file"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
+                        require_encryption=True)
+    return Security.temporary()
 
 
 def _local_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -213,24 +257,41 @@ class Session:
         return len(lost)
 
     def exposure_warnings(self, workers: dict[str, dict] | None = None) -> list[str]:
-        """One line per address of this run that is reachable from outside the machine."""
+        """One line per address of this run that is reachable from outside the machine: every socket the
+        scheduler and each worker process listens on (comm, dashboard, metrics), as the processes report them,
+        not only the addresses they advertise (a worker's HTTP server binds 0.0.0.0 under --no-dashboard)."""
         found: dict[str, str] = {}
         try:
-            info = self.client.scheduler_info()
-        except Exception:  # noqa: BLE001 - warnings are best effort
+            if self.cfg.mode == "scheduler":
+                sched = self.client.run_on_scheduler(listening_addresses)
+            else:  # the scheduler runs in this process (local and jobqueue modes)
+                sched = listening_addresses()
+            per_worker = self.client.run(listening_addresses)
+        except Exception:  # noqa: BLE001 - warnings are best effort (a worker leaving mid-question)
             return []
-        found[info.get("address", "")] = "scheduler"
-        for addr, w in (self.workers() if workers is None else workers).items():
-            found.setdefault(addr, "worker")
-            if (w.get("services") or {}).get("dashboard"):
-                host = urlparse(addr).hostname or ""
-                found.setdefault(f"http://{host}:{w['services']['dashboard']}", "worker dashboard")
-        link = getattr(self.client, "dashboard_link", None)
-        if link:
-            found.setdefault(link, "dashboard")
-        return [f"the {what} listens on {addr}: reachable from other machines on that network (set "
-                "`interface:` or `host: 127.0.0.1` in the cluster file; docs/cluster.md)"
+        for addr in sched:
+            found.setdefault(addr, "scheduler (or its dashboard)")
+        for worker, addrs in sorted(per_worker.items()):
+            for addr in addrs:
+                found.setdefault(addr, f"worker {worker}")
+        return [f"the {what} listens on {addr}{' (every interface)' if _any_host(addr) else ''}: reachable from "
+                "other machines on that network (set `interface:` or `host: 127.0.0.1` in the cluster file, "
+                "`--dashboard-address 127.0.0.1:0` for workers you start; docs/cluster.md)"
                 for addr, what in found.items() if addr and not is_loopback(addr)]
+
+
+def listening_addresses() -> list[str]:
+    """``host:port`` of every socket this process listens on (run on the scheduler and on each worker)."""
+    import psutil
+
+    conns = psutil.Process().net_connections(kind="inet")
+    return sorted({f"[{c.laddr.ip}]:{c.laddr.port}" if ":" in c.laddr.ip else f"{c.laddr.ip}:{c.laddr.port}"
+                   for c in conns if c.status == psutil.CONN_LISTEN})
+
+
+def _any_host(address: str) -> bool:
+    host = urlparse(f"tcp://{address}").hostname or ""
+    return host in ("0.0.0.0", "::")
 
 
 def is_loopback(address: str) -> bool:
@@ -264,33 +325,58 @@ def client_for(cfg: ClusterConfig) -> Iterator[Session]:
 def _client_for(cfg: ClusterConfig) -> Iterator[Session]:
     from distributed import Client, LocalCluster
 
+    security = security_for(cfg)
     if cfg.mode == "scheduler":
-        client = Client(cfg.scheduler["address"], timeout=cfg.scheduler.get("timeout", "30s"))
+        client = Client(cfg.scheduler["address"], timeout=cfg.scheduler.get("timeout", "30s"), security=security)
         try:
             yield Session(cfg, client)
         finally:
             client.close()
         return
     if cfg.mode == "jobqueue":
-        cluster = make_jobqueue_cluster(cfg.jobqueue)
-        cluster.scale(jobs=int(cfg.jobqueue.get("jobs", 1)))
-        with cluster, Client(cluster) as client:
-            yield Session(cfg, client, cluster)
+        certs = tempfile.mkdtemp(prefix=".affect-tls-", dir=_shared_dir(cfg.jobqueue))  # mode 700
+        cluster = None
+        try:
+            cluster = make_jobqueue_cluster(cfg.jobqueue, security, certs)
+            cluster.scale(jobs=int(cfg.jobqueue.get("jobs", 1)))
+            with cluster, Client(cluster, security=security) as client:
+                yield Session(cfg, client, cluster)
+        finally:  # dask-jobqueue keeps its certificate files open on the cluster (``_job_<key>``): closed
+            # (which removes them) with the run, then the folder
+            for key in ("ca_file", "cert", "key"):
+                handle = getattr(cluster, f"_job_{key}", None) if cluster is not None else None
+                if handle is not None:
+                    handle.close()
+            shutil.rmtree(certs, ignore_errors=True)
         return
-    with LocalCluster(**_local_kwargs(cfg.local)) as cluster, Client(cluster) as client:
+    kwargs = _local_kwargs(cfg.local)
+    if security is not None:
+        kwargs.update(security=security, protocol="tls://")
+    with LocalCluster(**kwargs) as cluster, Client(cluster, security=security) as client:
         yield Session(cfg, client, cluster)
+
+
+def _shared_dir(jq: dict[str, Any]) -> str:
+    """Where the run's worker certificates are written for the jobs to read: ``shared_temp_directory`` of the
+    cluster file, else the user's home (shared with compute nodes on HPC systems); the files are private
+    (a mode-700 folder of this run, removed at its end)."""
+    d = Path(str(jq.get("shared_temp_directory") or "~")).expanduser()
+    return str(d)
 
 
 def _has_flag(args: list[str], *flags: str) -> bool:
     return any(a == f or a.startswith(f + "=") for a in args for f in flags)
 
 
-def make_jobqueue_cluster(jq: dict[str, Any]) -> Any:
-    """dask-jobqueue's cluster for ``jq`` with our defaults: loopback unless an interface is named, preload."""
+def make_jobqueue_cluster(jq: dict[str, Any], security: Any = None, certs: str | None = None) -> Any:
+    """dask-jobqueue's cluster for ``jq`` with our defaults: loopback unless an interface is named, preload,
+    TLS with ``security`` (its worker certificates written into ``certs`` for the job scripts)."""
     import dask_jobqueue
 
     cls = getattr(dask_jobqueue, JOBQUEUE_SYSTEMS[jq["system"]])
     kwargs = {k: v for k, v in jq.items() if k not in _JQ_OWN_KEYS | _COMMON_KEYS}
+    if security is not None:
+        kwargs.update(security=security, protocol="tls://", shared_temp_directory=certs)
     args = [str(a) for a in kwargs.get("worker_extra_args") or []]
     private = bool(kwargs.get("interface")) or _has_flag(args, "--host", "--interface", "--listen-address")
     if not private:  # one node (or a login node that runs everything): nothing leaves the machine
@@ -299,7 +385,8 @@ def make_jobqueue_cluster(jq: dict[str, Any]) -> Any:
     else:
         kwargs.setdefault("scheduler_options", {"dashboard_address": "127.0.0.1:0"})
     if not _has_flag(args, "--dashboard-address", "--no-dashboard", "--dashboard"):
-        args += ["--dashboard-address", "127.0.0.1:0"] if not private else ["--no-dashboard"]
+        # on loopback either way: `--no-dashboard` still serves the worker's HTTP endpoints, on 0.0.0.0
+        args += ["--dashboard-address", "127.0.0.1:0"]
     if not _has_flag(args, "--preload"):
         args += ["--preload", PRELOAD]
     gpus = int(jq.get("gpus_per_job", 0))

@@ -136,3 +136,25 @@ def test_driver_kill_9_then_the_rerun_resumes(slurm, corpus, tmp_path):
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err
     _complete(store)
+
+
+def test_a_jobqueue_run_is_tls_and_refuses_a_client_without_its_credentials(slurm, tmp_path, monkeypatch):
+    """Real SLURM jobs: the run's throw-away certificates reach the jobs through a private folder, the
+    workers join over TLS, and a client in another process without them is refused."""
+    from pipeline.runtime import cluster
+    from tests.cluster.test_security import assert_refused
+
+    for k, v in slurm.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+    cfg = cluster.load(str(_cluster_file(tmp_path, jobs=1, shared_temp_directory=str(tmp_path))))
+    with cluster.client_for(cfg) as session:
+        session.client.wait_for_workers(1, timeout=180)
+        address = session.client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:"), address
+        (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith(".affect-tls-")]
+        assert folder.stat().st_mode & 0o077 == 0  # the worker certificates: the user's alone
+        assert list(session.client.run(lambda: "ran").values()) == ["ran"]
+        assert_refused(address)
+        assert session.exposure_warnings() == []
+    assert not folder.exists()  # removed with the run

@@ -88,3 +88,21 @@ def test_a_second_concurrent_run_is_refused_with_a_clear_message(bad_corpus, tmp
         proc = cli("extract", "--dataset", "csv", "--root", str(bad_corpus / "list.csv"), "--store", str(s),
                    "--extractors", "logmel", "--quiet")
     assert proc.returncode == 2 and "in use by another run" in proc.stderr
+
+
+def test_verify_and_repair_while_a_run_holds_the_store_refuse_in_one_line_and_status_says_so(mini_corpus, tmp_path):
+    """A real lock held by another process (this one) on a real store: verify would read a consolidation in
+    progress as damage, and --repair would race it; both refuse with one line naming the holder."""
+    store = tmp_path / "s.zarr"
+    extract_json("--dataset", "demo", "--root", str(mini_corpus), "--store", str(store), "--extractors", "logmel",
+                 "--quiet", "--limit", "2")
+    with StoreLock(FeatureStore(str(store)).fs):
+        for args in ((), ("--repair",)):
+            proc = cli("verify", str(store), *args)
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+            assert len(lines) == 1 and "in use by another run" in lines[0] and str(os.getpid()) in lines[0], lines
+        proc = cli("status", str(store))
+        assert proc.returncode == 0 and "a run is in progress" in proc.stderr, proc.stderr
+    assert cli("verify", str(store)).returncode == 0
+    assert "in progress" not in cli("status", str(store)).stderr

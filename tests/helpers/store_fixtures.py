@@ -51,8 +51,12 @@ def synthetic_store(path: Path, n_speakers: int = 10, per_class: int = 2, classe
 
 
 def small_store(path: Path, parts: int = 12, clips_per_part: int = 3, conf: bool = True) -> FeatureStore:
+    """A store as a run leaves it (the group's provenance, the manifest), its parts written directly."""
     rng = np.random.default_rng(0)
     s = FeatureStore(str(path), create=True)
+    s.set_group_attrs("native", "", "x", {"name": "x"})
+    ids = [f"clip{p:02d}_{c}" for p in range(parts) for c in range(clips_per_part)]
+    s.save_manifest(pd.DataFrame({"clip_id": ids}))
     for p in range(parts):
         items, rows = [], []
         for c in range(clips_per_part):

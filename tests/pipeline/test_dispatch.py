@@ -54,36 +54,6 @@ def test_results_lost_with_every_worker_do_not_block_the_driver(dask_cluster):
     assert not errors
 
 
-class _Client:
-    """What Session reads from a distributed.Client, for addresses no test may actually bind."""
-
-    dashboard_link = "http://10.1.2.3:8787/status"
-
-    def __init__(self, workers: dict) -> None:
-        self.workers = workers
-
-    def scheduler_info(self, n_workers: int = 5) -> dict:
-        return {"address": "tcp://10.1.2.3:8786", "workers": self.workers}
-
-
-def test_addresses_reachable_from_other_machines_are_warned_about_once_each():
-    workers = {"tcp://127.0.0.1:40001": {"nthreads": 1, "services": {"dashboard": 40002}}}
-    client = _Client(workers)
-    session = cluster.Session(cluster.ClusterConfig(mode="scheduler"), client)
-    console = Console(record=True, width=300)
-    d = Dispatcher(session, console, StopSignals(), RunProgress(console, 1, enabled=False))
-    d._watch(None, 0.0)
-    d._watch(None, 1.0)
-    workers["tcp://10.9.9.9:40003"] = {"nthreads": 1, "services": {"dashboard": 40004}}
-    d._watch(None, 2.0)
-    lines = [ln for ln in console.export_text().splitlines() if ln.startswith("warning:")]
-    assert len(lines) == 4, lines  # scheduler, dashboard; then the new worker and its dashboard
-    assert sum("scheduler listens on tcp://10.1.2.3:8786" in ln for ln in lines) == 1
-    assert any("worker listens on tcp://10.9.9.9:40003" in ln for ln in lines)
-    assert any("worker dashboard listens on http://10.9.9.9:40004" in ln for ln in lines)
-    assert not any("listens on tcp://127.0.0.1" in ln or "on http://127.0.0.1" in ln for ln in lines)
-
-
 class _Payload:
     """A task argument the test can count in the driver's memory (a shard task holds up to 16 clips' work)."""
 
