@@ -277,3 +277,11 @@ def _follow_worker_threads() -> None:
     n = worker_threads()
     if n and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
+
+
+def positive(config: Any, *fields: str) -> None:
+    """Refuse a config whose named numeric options are not > 0 (a typo'd ``--set`` fails before any work)."""
+    for f in fields:
+        v = getattr(config, f)
+        if not v > 0:
+            raise ValueError(f"option {f} must be > 0, got {v!r}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.feature import hog
 
-from extractors.base import Extractor, Features, VideoSegment
+from extractors.base import Extractor, Features, VideoSegment, positive
 from extractors.registry import register_extractor
 
 
@@ -18,6 +18,12 @@ class FaceHOGConfig:
     pixels_per_cell: int = 8
     cells_per_block: int = 2
     size: int = 112  # the crop is resized to size x size before HOG (OpenFace aligns to 112 x 112)
+
+    def __post_init__(self) -> None:
+        positive(self, "orientations", "pixels_per_cell", "cells_per_block", "size")
+        if self.size < self.pixels_per_cell * self.cells_per_block:
+            raise ValueError(f"size {self.size} is smaller than one HOG block "
+                             f"({self.pixels_per_cell} x {self.cells_per_block} px)")
 
 
 @register_extractor

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from extractors import stft
-from extractors.base import AudioSegment, Extractor, Features
+from extractors.base import AudioSegment, Extractor, Features, positive
 from extractors.registry import register_extractor
 
 
@@ -19,6 +19,9 @@ class LinearSpectrogramConfig:
     n_fft: int = 512
     power: float = 2.0
     log_offset: float = 1e-6
+
+    def __post_init__(self) -> None:
+        positive(self, "win_ms", "hop_ms", "n_fft", "power", "log_offset")
 
 
 @register_extractor

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from extractors import stft
-from extractors.base import AudioSegment, Extractor, Features
+from extractors.base import AudioSegment, Extractor, Features, positive
 from extractors.registry import register_extractor
 
 
@@ -21,6 +21,11 @@ class LogMelConfig:
     fmax: float = 7500.0
     power: float = 2.0  # 1.0 = magnitude, 2.0 = power
     log_offset: float = 1e-6
+
+    def __post_init__(self) -> None:
+        positive(self, "win_ms", "hop_ms", "n_mels", "power", "log_offset")
+        if not 0 <= self.fmin < self.fmax:
+            raise ValueError(f"fmin and fmax must satisfy 0 <= fmin < fmax (Hz), got {self.fmin}, {self.fmax}")
 
 
 @register_extractor

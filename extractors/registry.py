@@ -70,7 +70,20 @@ def make_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
             overrides[key] = tuple(value)
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             overrides[key] = float(value)
+        _check_type(name, key, overrides[key], default)
     return cls.Config(**overrides)
+
+
+def _check_type(name: str, key: str, value: Any, default: Any) -> None:
+    """An option's value has its default's type (``--set logmel.n_mels=forty`` is refused before any work, as in
+    a dry run; a ``None`` default takes anything its extractor's own checks accept)."""
+    if default is None or value is None and default is None:
+        return
+    want = bool if isinstance(default, bool) else int if isinstance(default, int) else type(default)
+    ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+    if not ok:
+        raise ValueError(f"extractor {name!r}: option {key}={value!r} must be {want.__name__} "
+                         f"(the default is {default!r}); e.g. --set {name}.{key}={default!r}")
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ class FeatureStore:
             if self.fs.exists(index.INDEX_DIR) or self.fs.exists("manifest.parquet"):
                 raise store_files.damaged_error(self.fs, "zarr.json", "the store's root group metadata is missing")
             if self.fs.exists("") and not self.fs.fs.isdir(self.fs.path()):
-                raise StoreError(f"--store {self.url} is a file, not a feature store; give a folder path")
+                raise StoreError(f"{self.url} is a file, not a feature store; give the store's folder")
             raise FileNotFoundError(f"no feature store at {self.url} (run `pipeline extract ... --store {self.url}` "
                                     "first)")
         why = store_files.root_problem(self.fs)
@@ -91,7 +91,8 @@ class FeatureStore:
     # -- layout --------------------------------------------------------------------------------
     def _init_root(self) -> None:
         if self.fs.exists("") and not self.fs.fs.isdir(self.fs.path()):
-            raise StoreError(f"--store {self.url} is a file, not a feature store; give a new or existing folder path")
+            raise StoreError(f"--store {self.url} is a file, not a feature store; give a new folder or an existing "
+                             "store's")
         if self.fs.exists("zarr.json") or self.fs.exists(index.INDEX_DIR):
             why = store_files.root_problem(self.fs)
             if why == f"does not say format = {FORMAT}" and not self.fs.exists(index.INDEX_DIR):

@@ -16,6 +16,7 @@ import numpy as np
 
 from stores import index, store_files
 from stores.feature_store import ARRAYS, FeatureStore
+from stores.invariants import entry_problems
 
 if TYPE_CHECKING:
     import zarr
@@ -101,10 +102,7 @@ def _check_part(store: FeatureStore, part: str, rows: list[dict]) -> list[Proble
             continue
         if int(r["dim"]) != data["values"].shape[1]:
             out.append(_entry(r, f"index says dim {r['dim']}, array has {data['values'].shape[1]}", part))
-        if not np.isfinite(data["values"][lo:hi]).all():
-            out.append(_entry(r, "non-finite values", part))
-        if hi > lo and (np.diff(data["times"][lo:hi, 0]) < -1e-9).any():
-            out.append(_entry(r, "frame times go backwards", part))
+        out += [_entry(r, why, part) for why in entry_problems(data["values"][lo:hi], data["times"][lo:hi, 0])]
     # one result reused under several clip ids (same cache key, same span) is one span, not an overlap
     spans = sorted({(int(r["offset"]), int(r["offset"]) + int(r["length"]), str(r["key"])) for r in rows})
     spans = [(lo, hi) for lo, hi, _ in spans]

@@ -45,26 +45,45 @@ def run(cfg: TrainConfig, data: StoreData, train: np.ndarray, test: np.ndarray) 
         raise ValueError("the classical models are classifiers: use task classification")
     vecs = [data.pooled(m) for m in data.modalities]
     y = data.targets
+    present, y_fit = np.unique(y[train], return_inverse=True)  # classes 0..k-1 as the training set has them
+    _check_counts(cfg.model, data.classes, present, np.bincount(y_fit))
     if cfg.fusion == "late":
         probs = []
         for v in vecs:
-            model = make_pipeline(StandardScaler(), classifier(cfg.model, cfg.seed)).fit(v[train], y[train])
-            probs.append(_full_proba(model, v[test], len(data.classes)))
+            model = make_pipeline(StandardScaler(), classifier(cfg.model, cfg.seed)).fit(v[train], y_fit)
+            probs.append(_full_proba(model, v[test], present, len(data.classes)))
         pred = np.mean(probs, axis=0).argmax(1)
         fused = np.concatenate(probs, axis=1)
     else:
         x = fuse(vecs, cfg.fusion)
-        model = make_pipeline(StandardScaler(), classifier(cfg.model, cfg.seed)).fit(x[train], y[train])
-        pred = model.predict(x[test])
+        model = make_pipeline(StandardScaler(), classifier(cfg.model, cfg.seed)).fit(x[train], y_fit)
+        pred = present[model.predict(x[test]).astype(int)]
         fused = x[test]
     out = metrics.classification(y[test], pred, data.classes)
     out["_fused"], out["_labels"] = fused, y[test]
     return out
 
 
-def _full_proba(model: BaseEstimator, x: np.ndarray, n: int) -> np.ndarray:
-    """predict_proba over all classes, even ones absent from a (small) training fold."""
+def _check_counts(model: str, classes: list, present: np.ndarray, counts: np.ndarray) -> None:
+    """The SVM's posteriors come from a 3-fold calibration: each training class needs 3 clips; said in one
+    line naming the class (scikit-learn's own message names none)."""
+    if len(present) < 2:
+        raise ValueError(f"{model}: the training clips hold one class ({classes[present[0]]!r}): nothing to tell "
+                         "apart; add clips of other classes")
+    if model != "svm":
+        return
+    few = [(classes[c], int(n)) for c, n in zip(present, counts) if n < 3]
+    if few:
+        listed = ", ".join(f"{name!r}: {n} clip(s)" for name, n in few)
+        raise ValueError(f"svm: each class needs at least 3 training clips (its probabilities are calibrated by "
+                         f"3-fold cross-validation); {listed}. Add clips of those classes, or use --model mlp "
+                         "or xgboost")
+
+
+def _full_proba(model: BaseEstimator, x: np.ndarray, present: np.ndarray, n: int) -> np.ndarray:
+    """predict_proba over all classes, even ones absent from a (small) training fold (``present``: the
+    training set's classes, which the model knows as 0..k-1)."""
     p = model.predict_proba(x)
     out = np.zeros((len(x), n))
-    out[:, model.classes_.astype(int)] = p
+    out[:, present[model.classes_.astype(int)]] = p
     return out

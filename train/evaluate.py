@@ -10,11 +10,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from train import classical
 from train.build import build
 from train.config import CLASSICAL, TrainConfig
+from train.data import StoreData
 from train.partitions import low_resource
 from train.report import public
 from train.trainer import cfg_partitions, device_for, evaluate, load_data, zscore_inputs
+
+
+def _refit_classical(cfg: TrainConfig, data: StoreData) -> dict:
+    """Classical models keep no checkpoint (no pickle: a model file must not be code): they are refit from the
+    run's saved configuration on each training partition, deterministically (their seed), and scored on its
+    test partition, as training scored them."""
+    out: dict = {}
+    for k, (fold, parts) in enumerate(cfg_partitions(data, cfg)):
+        for percent in cfg.low_resource:
+            repeats = cfg.low_resource_seeds if percent < 100 else 1
+            for rep in range(repeats):
+                train_idx = low_resource(data.meta, parts["train"], percent, cfg.label, [cfg.seed, k, rep])
+                rcfg = dataclasses.replace(cfg, seed=cfg.seed + rep)
+                key = f"model_{percent}pct" + (f"_seed{rep}" if repeats > 1 else "")
+                out.setdefault(fold, {})[key] = public(classical.run(rcfg, data, train_idx, np.asarray(parts["test"])))
+    return out
 
 
 def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
@@ -27,9 +45,9 @@ def evaluate_run(run_dir: Path, store: str | None = None) -> dict:
     cfg = TrainConfig(**raw)
     if store:
         cfg = dataclasses.replace(cfg, store=store)
-    if cfg.model in CLASSICAL:
-        raise ValueError("classical models keep no checkpoint; run `pipeline train` again")
     data = load_data(cfg)
+    if cfg.model in CLASSICAL:
+        return _refit_classical(cfg, data)
     device = device_for(cfg.device)
     out: dict = {}
     for k, (fold, parts) in enumerate(cfg_partitions(data, cfg)):

@@ -137,6 +137,8 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
         log(f"  loaded {len(usable)}/{len(own)} tensors from {pretrained}")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"  {cfg.model}: {n_params:,} parameters")
+    for line in small_data_warnings(cfg, data, train_clips, val_clips, n_params):
+        log(f"  warning: {line}")
     train_s, val_s, test_s = (data.samples_of(c) for c in (train_clips, val_clips, test_clips))
     steps_per_epoch = max(1, math.ceil(len(train_s) / cfg.batch_size))
     total = steps_per_epoch * cfg.epochs
@@ -223,6 +225,29 @@ def evaluate(model: torch.nn.Module, cfg: TrainConfig, data: StoreData, samples:
     if with_fused:
         out["_fused"] = torch.cat(fused).numpy()
         out["_labels"] = y.numpy() if cfg.task == "classification" else None
+    return out
+
+
+PARAMS_PER_CLIP = 100_000  # above this many parameters per training clip, a model mostly memorises
+
+
+def small_data_warnings(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_clips: np.ndarray,
+                        n_params: int) -> list[str]:
+    """One line each, with the numbers: a model far larger than its training set, a validation set that cannot
+    select a model (one clip, or one class: every epoch scores alike)."""
+    out = []
+    n = max(1, len(train_clips))
+    if n_params / n > PARAMS_PER_CLIP:
+        out.append(f"{n_params / 1e6:.1f} M parameters for {len(train_clips)} training clips "
+                   f"({n_params / n / 1e6:.2f} M per clip): the model can memorise them; try --size small"
+                   + (" (MulT's small size)" if cfg.model == "mult" else "") + ", fewer --epochs, or more data")
+    if len(val_clips) == 1:
+        out.append("the validation set is 1 clip: model selection by it is noise; use more validation clips")
+    elif cfg.task == "classification" and cfg.label and len(val_clips) and cfg.label in data.meta.columns:
+        classes = set(data.meta.iloc[np.asarray(val_clips)][cfg.label].astype(str))
+        if len(classes) == 1:
+            out.append(f"the validation set holds one class ({classes.pop()!r}, {len(val_clips)} clips): its "
+                       "unweighted accuracy cannot rank epochs; hold out clips of every class")
     return out
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 app = typer.Typer(help="Each seed paper's experiment as one preset: extract → (pretrain) → train → paper table.")
 console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)  # errors: one line on stderr, as the other commands
 
 
 @app.command("list")
@@ -38,7 +39,7 @@ def show(name: str = typer.Argument(..., help="preset name or .yaml path")) -> N
     try:
         p = preset.load(name)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     console.print(escape(yaml.safe_dump({k: v for k, v in p.__dict__.items()}, sort_keys=False, width=110)),
                   highlight=False)
@@ -81,7 +82,7 @@ def run(
                       "command again to resume", highlight=False)
         raise typer.Exit(signals.exit_code()) from None
     except (ConfigError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     except RunStopped as exc:  # Ctrl-C / SIGTERM during extraction: the same command resumes
         console.print(f"[yellow]stopped:[/yellow] {exc}; run the same command again to resume", highlight=False)

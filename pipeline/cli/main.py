@@ -122,8 +122,10 @@ def extract(
 def _print_report(r: RunReport) -> None:
     if r.dry_run:
         e = r.estimate
-        out.print(f"dry run: {r.clips} clips, {r.planned} need work in {e['shards']} tasks; "
-                  f"{e['media_seconds']} s of media, {e['frames']} video frames")
+        calls = sum(e["extractor_calls"].values())
+        out.print(f"dry run: {r.clips} clips, {r.planned} need work in {e['shards']} tasks ({calls} extractor calls; "
+                  f"the rest of the work re-aligns or reuses stored results); {e['media_seconds']} s of media, "
+                  f"{e['frames']} video frames")
         out.print(f"extractor calls (clips): {e['extractor_calls']}; cached: {r.cached}")
         if "stages" in e:
             t = Table(title="estimate per stage (one thread)")
@@ -228,6 +230,29 @@ def verify(
                       highlight=False)
         raise typer.Exit(1)
     out.print(f"store {store}: OK ({r.parts} parts, {r.entries} entries, every chunk present and checksummed)")
+
+
+@app.command()
+def prune(
+    store: str = typer.Argument(..., help="store path"),
+    dataset: str = typer.Option(..., help="the dataset whose clips to keep (as for extract)"),
+    root: Path = typer.Option(..., help="its root (or the CSV file for --dataset csv)"),
+) -> None:
+    """Keep only the clips a dataset names now: drop the others from the manifest and the index (the manifest
+    accumulates every run's clips; docs/own-data.md)."""
+    from stores.feature_store import FeatureStore
+    from stores.lock import StoreLock
+    from stores.prune import prune as run_prune
+
+    try:
+        keep = set(manifest.build(dataset, root)["clip_id"])
+        s = FeatureStore(store)
+        with StoreLock(s.fs):
+            clips, entries, parts = run_prune(s, keep)
+    except (ConfigError, StoreError, StoreLockedError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"kept the {len(keep)} clips of {dataset} at {root}; dropped {clips} clips from the manifest, "
+              f"{entries} index entries, {parts} parts no entry used", highlight=False)
 
 
 datasets_app = typer.Typer(help="Dataset recipes: list them, or check a copy of a corpus.")

@@ -11,6 +11,7 @@ from rich.table import Table
 
 app = typer.Typer(help="Learned weights: list their state, fetch them (internet), or add a copy you have.")
 console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)  # errors: one line on stderr, as the other commands
 _DIR = typer.Option(None, "--models", help="model directory",
                     show_default="$PIPELINE_MODELS or ~/.cache/affect-pipeline/models")
 
@@ -39,7 +40,7 @@ def fetch(name: str = typer.Argument(..., help="model name (pipeline models list
     try:
         path = weights.fetch(name, models)
     except weights.WeightsError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(f"{name}: installed in {path}")
 
@@ -64,6 +65,6 @@ def add(name: str = typer.Argument(..., help="model name (pipeline models list)"
                 weights.forget_custom(name, models)
             raise
     except weights.WeightsError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(f"{name}: installed in {folder}")

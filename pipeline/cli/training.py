@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from train.config import TrainConfig
 
 console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)  # errors: one line on stderr, as the other commands
 
 _STORE = typer.Option(..., help="feature store (path or URL)")
 _CONFIG = typer.Option(None, help="YAML file of TrainConfig fields (CLI options override it)")
@@ -37,7 +38,7 @@ def _config(config: Path | None, **kw: Any) -> TrainConfig:
     try:
         return load(str(config) if config else None, **kw)
     except (ValueError, TypeError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -74,8 +75,8 @@ def pretrain(
                   select=select)
     try:
         path = run(cfg, log=console.print)
-    except ValueError as exc:  # e.g. a --select that matches nothing, an extractor missing from the store
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+    except (ValueError, FileNotFoundError) as exc:  # a --select matching nothing, no store there, ...
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     console.print(f"pretrained weights: {path}\nfine-tune: pipeline train --store STORE --pretrained {path}")
 
@@ -139,8 +140,8 @@ def train(
         console.print(f"[yellow]stopped[/yellow]; every finished epoch is checkpointed: run the same command "
                       f"again to resume ({out})", highlight=False)
         raise typer.Exit(signals.exit_code()) from None
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+    except (ValueError, FileNotFoundError) as exc:  # no store at --store, a column missing, ...
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     console.print(summary_table(results["summary"], f"{cfg.model} on {cfg.store} ({cfg.protocol})"))
     console.print(f"run directory: {out} (metrics.json, plots)")
@@ -154,6 +155,6 @@ def evaluate(run_dir: Path = typer.Argument(..., help="a run directory written b
     try:
         out = evaluate_run(run_dir, store)
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     console.print_json(json.dumps(out))

@@ -30,7 +30,7 @@ class FolderDataset(DatasetAdapter):
 
         def row(path: str) -> tuple[str, str, str, str]:
             rel = os.path.relpath(path, base).replace(os.sep, "/")
-            return os.path.splitext(rel)[0], posixpath.dirname(rel), "", path
+            return rel[: len(rel) - len(scan.suffix(rel))], posixpath.dirname(rel), "", path
 
         listing = scan.files(base, MEDIA_SUFFIXES, self.skipped)
         t = scan.columns(listing, row, ["clip_id", "speaker", "session", "media_path"])

@@ -30,7 +30,7 @@ def files(root: str, suffixes: set[str], skipped: list[str] | None = None) -> It
                 try:
                     if e.is_dir(follow_symlinks=False):
                         entries.append((e.name + "/", e.path, True))
-                    elif os.path.splitext(e.name)[1].lower() in suffixes and not e.name.startswith("._") \
+                    elif suffix(e.name) in suffixes and not e.name.startswith("._") \
                             and e.is_file():
                         entries.append((e.name, e.path, False))
                 except OSError as exc:  # a symlink loop, a dangling network mount
@@ -50,6 +50,13 @@ def _skip(skipped: list[str] | None, path: str, exc: OSError) -> None:
     if skipped is None:
         raise exc
     skipped.append(f"{path}: {exc.strerror or type(exc).__name__}")
+
+
+def suffix(name: str) -> str:
+    """``.mp4`` of ``clip.MP4`` and of ``...mp4`` (``os.path.splitext`` takes leading dots for a hidden name's
+    and gives ``...mp4`` no suffix: such files were silently left out)."""
+    i = name.rfind(".")
+    return name[i:].lower() if i >= 0 else ""
 
 
 def sort(t: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from pipeline.engine.config import ExtractConfig
 from pipeline.media.decode import ClipSource
 from pipeline.media.face import face_key
+from pipeline.media.orientation import ORIENTATION_KEY
 from pipeline.shard.work import ClipWork
 from stores import cache_key, index
 from stores.fs import StoreFS
@@ -170,7 +171,7 @@ def _extra(kind: Any, src: ClipSource) -> Any:
     faces extractors the face stage's settings and, in two-subject videos, which subject's face."""
     if kind == "text":
         return src.text
-    if isinstance(kind, dict) and src.subject:
+    if isinstance(kind, dict) and src.subject and "detector" in kind:  # the face stage's key
         return {**kind, "subject": src.subject}
     return kind
 
@@ -197,7 +198,8 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, fs: StoreFS | None) ->
     descriptions = {name: e.describe() for name, e in exts.items()}
     align = cfg.align.key_fields()
     ext_fps = {n: e.fingerprint() for n, e in exts.items()}
-    extras = {n: face_key(cfg.face) if e.input == "faces" else "text" if e.input == "text" else None
+    extras = {n: face_key(cfg.face) if e.input == "faces" else "text" if e.input == "text"
+              else dict(ORIENTATION_KEY) if e.input == "frames" else None
               for n, e in exts.items()}
     clip_ids = pa.array(manifest["clip_id"], pa.string()) if len(manifest) else pa.array([], pa.string())
     live = LiveLookup(fs, clip_ids, names, cfg.align.view)
@@ -217,7 +219,8 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, fs: StoreFS | None) ->
                         for s, fp in zip(sources, fps)]
                 kb = np.asarray(keys, dtype=f"S{KEY_CHARS}")
                 row = live.rows(NATIVE, j, lo, lo + n)
-                hit = live.matches(row, kb, ("ok",)) & readable & (not cfg.force)
+                # excluded (the clip lacks the extractor's modality) is an answer too: kept, not retried
+                hit = live.matches(row, kb, ("ok", "excluded")) & readable & (not cfg.force)
                 # the same result stored under another clip id (e.g. a CSV manifest naming the clips of an
                 # earlier folder run differently): reused, never recomputed; the task commits it under this id
                 other = np.full(n, -1, dtype=np.int64)

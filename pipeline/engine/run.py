@@ -7,12 +7,12 @@ progress, and at the end compacts the index and removes superseded parts, under 
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 from rich.console import Console
 
 from extractors import registry, weights
@@ -160,11 +160,14 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
         report.wall_s = time.perf_counter() - t0
         report.finished_at = time.time()
         store.fs.write_atomic(f"runs/{p.run_id}.json", lambda f: f.write(json.dumps(asdict(report), indent=1).encode()))
-        if stopped is not None:
-            done = report.counts["ok"] + report.counts["failed"] + report.counts["excluded"]
+        if stopped is not None:  # counted from the index: tasks abandoned at the stop may have committed too
+            rows = index.read_table(store.fs, columns=["clip_id", "stage", "status", "run_id"])
+            mine = rows.filter(pc.and_(pc.equal(rows["run_id"], p.run_id), pc.equal(rows["stage"], "native")))
+            ok = int(pc.sum(pc.equal(mine["status"], "ok")).as_py() or 0)
+            clips = len(pc.unique(mine["clip_id"]))
             raise RunStopped(
-                f"{stopped}. This run committed {report.counts['ok']} results ({done} entries, "
-                f"{report.clips_done} of {len(p.work)} clips that needed work); nothing committed is lost. "
+                f"{stopped}. This run committed {ok} results ({mine.num_rows} entries of {clips} of the "
+                f"{len(p.work)} clips that needed work); nothing committed is lost. "
                 "Run the same command to resume: committed work is skipped.", stopped.code, report)
         if len(index.files(store.fs)) > 1:  # the cluster compacted it unless the run needed no cluster
             index.compact_table(store.fs)
@@ -322,6 +325,8 @@ def _dry_run(cfg: ExtractConfig, p: plan.Plan, store: FeatureStore | None) -> Ru
 
     report = RunReport(p.run_id, p.clips, len(p.work), p.cached, dry_run=True)
     report.estimate = estimate(cfg, p, store)
-    report.estimate["shards"] = math.ceil(len(p.work) / (cfg.shard_size or plan.MAX_AUTO_SHARD))
+    slots = cluster.planned_slots(cluster.load(cfg.cluster_file)) or 1  # the real run's task sizing, not a guess
+    size = cfg.shard_size or plan.auto_shard_size(len(p.work), slots)
+    report.estimate["shards"] = plan.shard_count(p, size, 0 if cfg.shard_size else slots) if len(p.work) else 0
     report.frames = report.estimate["frames"]
     return report

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 from extractors.base import AUDIO_FRONTEND, VideoSegment
 from extractors.threads import worker_threads
 from pipeline.errors import ClipError
+from pipeline.media.orientation import display_matrix, orientation
 
 SAMPLE_RATE = AUDIO_FRONTEND["sample_rate"]
 
@@ -123,6 +124,15 @@ class ClipDecoder:
         self._audio_first: float | None = None
         self._audio_rate: int | None = None  # the stream's own sample rate
         self._resampler: _Resampler | None = None
+        self.orientation = "rot0"  # how stored frames were turned to be upright (the display matrix)
+        self.retimed = 0  # frames whose time the frame index gave (the file's timestamps went backwards)
+        self.bad_packets: dict[str, int] = {}  # stream type -> damaged packets skipped
+        self._t_first: float | None = None
+        self._prev_t: float | None = None
+        self._last_given: float | None = None  # the time of the last frame handed out in a window
+        self._retime, self._shift = False, 0.0
+        self._orient: Callable[[np.ndarray], np.ndarray] | None = None
+        self._oriented = False
 
     # -- public ------------------------------------------------------------------------------
     def windows(self) -> Iterator[VideoSegment]:
@@ -177,7 +187,12 @@ class ClipDecoder:
                     if all(done.values()):
                         break
                     continue
-                for frame in packet.decode():
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:  # one damaged packet (as FFmpeg's own tools, skipped and counted)
+                    self.bad_packets[kind] = self.bad_packets.get(kind, 0) + 1
+                    continue
+                for frame in frames:
                     t = (frame.time if frame.time is not None else 0.0) - origin - self.start
                     if kind == "video":
                         if t < -1e-6:
@@ -185,7 +200,7 @@ class ClipDecoder:
                         if self.end is not None and t >= self.end - self.start - 1e-6:
                             done[packet.stream.index] = True
                             break
-                        pending.append((self._rgb(frame), t))
+                        pending.append((self._rgb(frame), self._presentation_time(t, fps, pending)))
                         if len(pending) > self.window_frames:
                             yield self._window(pending[: self.window_frames], pending[self.window_frames][1])
                             del pending[: self.window_frames]
@@ -210,11 +225,35 @@ class ClipDecoder:
             else:
                 yield self._window([], 0.0, last=True)
 
+    def _presentation_time(self, t: float, fps: float, pending: list[tuple[np.ndarray, float]]) -> float:
+        """``t``, or, once the file's timestamps went backwards (a damaged AVI: B-frames stamped in decode
+        order), the frame index's time from then on: frames come out of the decoder in presentation order, so
+        the index is the order they are shown in. The frames not yet handed out are re-timed too, after the
+        last one that was; ``retimed`` counts the frames whose time the index made."""
+        if self._t_first is None:
+            self._t_first = t
+        if not self._retime and self._prev_t is not None and t < self._prev_t - 1e-6:
+            self._retime = True
+            first = self.n_frames  # the first frame still pending: re-timed with those after it
+            after = (self._last_given + 1.0 / fps) if self._last_given is not None else self._t_first
+            self._shift = max(0.0, after - (self._t_first + first / fps))
+            pending[:] = [(img, self._t_first + self._shift + (first + j) / fps) for j, (img, _) in enumerate(pending)]
+            self.retimed += len(pending)
+        self._prev_t = t
+        if not self._retime:
+            return t
+        self.retimed += 1
+        return self._t_first + self._shift + (self.n_frames + len(pending)) / fps
+
     def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        if not self._oriented:  # the stream's display matrix rides on its frames: read once, at the first
+            self.orientation, self._orient = orientation(display_matrix(frame))
+            self._oriented = True
         if self.max_side and max(frame.width, frame.height) > self.max_side:
             s = self.max_side / max(frame.width, frame.height)
             frame = frame.reformat(width=int(frame.width * s) // 2 * 2, height=int(frame.height * s) // 2 * 2)
-        return frame.to_ndarray(format="rgb24")
+        rgb = frame.to_ndarray(format="rgb24")
+        return rgb if self._orient is None else np.ascontiguousarray(self._orient(rgb))
 
     def _window(self, items: list[tuple[np.ndarray, float]], next_time: float, last: bool = False) -> VideoSegment:
         times = np.array([t for _, t in items], dtype=np.float64)
@@ -223,6 +262,7 @@ class ClipDecoder:
         self.n_frames += len(items)
         if len(items):
             self.video_duration = float(ends[-1])
+            self._last_given = float(times[-1])
         return VideoSegment(self.source.clip_id, frames, times, ends, last=last)
 
     def _add_audio(self, frames: list, t: float | None) -> None:
@@ -246,8 +286,12 @@ class ClipDecoder:
     def _finish_audio(self) -> None:
         self._flush_resampler()
         x = self._samples.take()
-        if len(x) == 0:
-            raise ClipError("decode", "the audio stream has no decodable samples", "re-encode or replace the file")
+        if len(x) == 0 and self.bad_packets.get("audio"):
+            raise ClipError("decode", f"the audio stream does not decode ({self.bad_packets['audio']} damaged packets, "
+                            "no samples)", "re-encode or replace the file")
+        if len(x) == 0:  # an empty track (not a damaged one: that raises while decoding): no audio, said by None
+            self.audio, self.audio_duration = None, float("nan")
+            return
         lead = round((self._audio_first or 0.0) * SAMPLE_RATE)
         x = np.pad(x, (lead, 0)) if lead > 0 else x[-lead:]
         if self.end is not None:

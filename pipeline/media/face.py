@@ -26,6 +26,7 @@ import numpy as np
 from extractors.base import FaceCrop, VideoSegment
 from extractors.mtcnn import MTCNN, Detections
 from pipeline.media.face_track import Detect, FaceTracker, TrackedFaces
+from pipeline.media.orientation import ORIENTATION_KEY
 
 #: Five-point template (eye centres, nose tip, mouth corners) in crop units, from the widely used
 #: 112 x 112 ArcFace alignment; scaled to every crop size.
@@ -47,6 +48,7 @@ def face_key(cfg: FaceConfig) -> dict:
     """What of the face stage a stored result depends on (part of faces extractors' cache keys)."""
     key = dataclasses.asdict(cfg)
     key.pop("device")  # the same weights give the same faces on CPU and GPU (up to float rounding)
+    key.update(ORIENTATION_KEY)  # frames upright as the display matrix says (pipeline/media/orientation.py)
     if cfg.detector == "mtcnn":
         from extractors import weights
 

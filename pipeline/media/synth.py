@@ -73,8 +73,10 @@ def write_clip(
     sample_rate: int = 44100,
     video_codec: str = "libx264",
     audio_codec: str = "aac",
+    display_rotation: float | None = None,
 ) -> None:
-    """Mux frames (RGB uint8) and mono audio into one container; either may be None (one-stream files)."""
+    """Mux frames (RGB uint8) and mono audio into one container; either may be None (one-stream files).
+    ``display_rotation``: degrees counter-clockwise a player turns the frames (a display matrix, as phones write)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as out:
@@ -85,6 +87,8 @@ def write_clip(
             vs = out.add_stream(video_codec, rate=Fraction(fps).limit_denominator(1001))
             vs.width, vs.height = first.shape[1], first.shape[0]
             vs.pix_fmt = "yuv420p"
+            if display_rotation is not None:
+                vs.set_display_rotation(display_rotation)
             if video_codec == "libx264":
                 vs.options = {"preset": "ultrafast", "crf": "23"}
         if audio is not None:

@@ -15,6 +15,7 @@ from extractors.base import Features
 from pipeline.shard.align import AlignConfig, align, clip_duration, exclusion_reason
 from stores import cache_key, index
 from stores.feature_store import FeatureStore
+from stores.invariants import entry_problems
 from stores.version import PACKAGE
 
 
@@ -53,6 +54,7 @@ class PartWriter:
         self.native: dict[str, Pending] = {}
         self.aligned: dict[str, Pending] = {}
         self.meta: dict[str, ClipMeta] = {}
+        self.notes: dict[str, str] = {}  # clip -> what an ok row says of how it was made (re-timed frames)
         self.aliases: list[dict] = []  # native rows of results reused under another clip id
         self.counts = {"ok": 0, "failed": 0, "excluded": 0}
 
@@ -75,6 +77,18 @@ class PartWriter:
     def add_failed(self, clip: str, ext: str, key: str, reason: str) -> None:
         self.native.setdefault(ext, Pending()).failed.append((clip, key, reason))
         self.counts["failed"] += 1
+
+    def add_excluded(self, clip: str, ext: str, key: str, reason: str) -> None:
+        """A clip that lacks what the extractor needs (a modality): excluded, natively and in the aligned view,
+        kept as the answer (not retried) until its media or the configuration change."""
+        self.native.setdefault(ext, Pending()).excluded.append((clip, key, reason))
+        self.aligned.setdefault(ext, Pending()).excluded.append((clip, cache_key.aligned_key(key, self.align_dict),
+                                                                 reason))
+        self.counts["excluded"] += 1
+
+    def add_aligned_excluded(self, clip: str, ext: str, native_key: str, reason: str) -> None:
+        self.aligned.setdefault(ext, Pending()).excluded.append(
+            (clip, cache_key.aligned_key(native_key, self.align_dict), reason))
 
     def add_aligned(self, clip: str, ext: str, native: Features, native_key: str) -> None:
         m = self.meta[clip]
@@ -111,6 +125,17 @@ class PartWriter:
     def _commit(self, stage: str, view: str, ext: str, p: Pending) -> None:
         if not (p.ok or p.failed or p.excluded):
             return
+        sound = []
+        for clip, feats, key, secs in p.ok:  # what `verify` would reject is a failure, never a commit
+            why = entry_problems(feats.values, feats.start)
+            if why:
+                p.failed.append((clip, key, f"extract {ext}: {', '.join(why)} (not stored: `verify` rejects it)"))
+                if stage == "native":
+                    self.counts["ok"] -= 1
+                    self.counts["failed"] += 1
+            else:
+                sound.append((clip, feats, key, secs))
+        p.ok = sound
         entries = sorted([(c, k) for c, _, k, _ in p.ok] + [(c, k) for c, k, _ in p.failed + p.excluded])
         # named by content *and* run: a retried task of this run finds its part committed; a later run that
         # recomputes the same entries (after `verify --repair`) never reuses a damaged part's name
@@ -125,7 +150,7 @@ class PartWriter:
                 stage, view, ext, pid, [(c, f) for c, f, _, _ in p.ok], self.dtype, attrs
             )
             for (clip, feats, key, secs), (off, length) in zip(p.ok, spans):
-                rows.append(self._row(clip, stage, view, ext, key, "ok", "", secs)
+                rows.append(self._row(clip, stage, view, ext, key, "ok", self.notes.get(clip, ""), secs)
                             | {"part": part, "offset": off, "length": length, "dim": feats.values.shape[1],
                                "valid": float(feats.mask.mean()) if len(feats.mask) else 0.0})
         for clip, key, reason in p.failed:

@@ -133,6 +133,9 @@ class _ShardRunner:
             if name not in work.native and name in work.stored:
                 row = work.stored[name]
                 self.writer.meta.setdefault(clip, meta_from_row(row))
+                if row.get("status") == "excluded":  # excluded natively (no such modality): so in every view
+                    self.writer.add_aligned_excluded(clip, name, row["key"], str(row["reason"]))
+                    continue
                 try:
                     self.writer.add_aligned(clip, name, self.store.read(row), row["key"])
                     if row["clip_id"] != clip:
@@ -153,8 +156,7 @@ class _ShardRunner:
                 self._fail(clip, name, probed.error.line())
             return
         for name, missing in probed.missing.items():
-            self._fail(clip, name, f"decode: the clip has no {missing} stream ({name} needs it; "
-                                   f"leave {name} out of --extractors for such clips)")
+            self._exclude(clip, name, f"the clip has no {missing} stream ({name} needs one): excluded, not failed")
         info = probed.info
         if probed.streams:
             self._decode(work, probed)
@@ -209,6 +211,15 @@ class _ShardRunner:
         if ev.error is not None and broken is None:
             broken = describe_exception("decode", ev.error)
         decoder = ev.decoder
+        turned = decoder.orientation != "rot0"
+        notes = [f"frames turned upright ({decoder.orientation}, the display matrix)"] if turned else []
+        for kind, n in sorted(decoder.bad_packets.items()):
+            notes.append(f"{n} damaged {kind} packet(s) skipped")
+        if decoder.retimed:
+            notes.append(f"frame times from the frame index: the file's timestamps go backwards ({decoder.retimed} "
+                         f"of {decoder.n_frames} frames re-timed)")
+        if notes:
+            self.writer.notes[clip] = "; ".join(notes)
         if broken is None:
             self.writer.meta[clip] = decoded_meta(work.fingerprint, declared, decoder.audio_duration,
                                                   decoder.video_duration)
@@ -218,6 +229,10 @@ class _ShardRunner:
                 self.writer.meta[clip].video_duration = self._stream_duration(info, "video", declared)
             try:
                 for n in audio:
+                    if decoder.audio is None:  # a track that holds no samples: no audio to extract from
+                        self._exclude(clip, n, "the clip's audio stream holds no samples (an empty track): "
+                                               "excluded, not failed")
+                        continue
                     self.batchers[n].add(AudioSegment(clip, decoder.audio))
             except Exception as exc:  # noqa: BLE001 - as a failure while decoding: this clip's alone
                 broken = describe_exception("decode", exc)
@@ -322,6 +337,13 @@ class _ShardRunner:
                 if c == clip and self.exts[n].input == "media" and len(f) and (c, n) not in self.dead]
         if ends and math.isfinite(max(ends)):
             self.writer.meta[clip].video_duration = max(ends)
+
+    def _exclude(self, clip: str, name: str, reason: str) -> None:
+        key = (clip, name)
+        if key in self.dead:
+            return
+        self.dead.add(key)
+        self.writer.add_excluded(clip, name, self.keys.get(key, ""), reason)
 
     def _fail(self, clip: str, name: str, reason: str) -> None:
         key = (clip, name)

@@ -86,6 +86,7 @@ def test_first_signal_stops_cleanly_and_the_rerun_completes(longer_corpus, tmp_p
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     before = _ok(store)
     assert 0 < before < 32
+    assert f"This run committed {before} results" in err, err  # what the index holds, not what was reported back
     r = extract_json(*args[1:])
     assert sum(r["cached"].values()) == before and r["counts"]["ok"] == 32 - before
     assert cli("verify", str(store), "--quiet").returncode == 0
@@ -138,7 +139,8 @@ def test_jobqueue_passes_dask_jobqueue_options_through_and_defaults_to_loopback(
     assert "--host 127.0.0.1" in script and "--dashboard-address 127.0.0.1:0" in script
     assert "--preload pipeline.runtime.worker_setup" in script
     private = _job_script(tmp_path, interface="lo")  # a real cluster names its private one (ib0, eth1, ...)
-    assert "--interface lo" in private and "--host" not in private and "--no-dashboard" in private
+    assert "--interface lo" in private and "--host " not in private and "--no-dashboard" not in private
+    assert "--dashboard-address 127.0.0.1:0" in private  # --no-dashboard still served HTTP on 0.0.0.0
     bad = tmp_path / "bad.yaml"
     bad.write_text("mode: jobqueue\njobqueue: {system: slurm, cores: 1, memory: 1GB, pyhton: x}\n")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['pyhton'\]"):

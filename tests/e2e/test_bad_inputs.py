@@ -49,11 +49,13 @@ def test_each_bad_input_fails_alone_with_a_reason(bad_corpus, tmp_path):
     native = live[live.stage == "native"].set_index(["clip_id", "extractor"])
     ok = {c for (c, e), r in native.iterrows() if r.status == "ok"}
     reason = {(c, e): r.reason for (c, e), r in native.iterrows() if r.status == "failed"}
+    excluded = {(c, e): r.reason for (c, e), r in native.iterrows() if r.status == "excluded"}
     assert {"good", "wëird näme 'with' \"quotes\"", "mismatch"} <= ok
-    assert "audio_only" in ok and ("audio_only", "face_hog") in reason
-    assert "no video stream" in reason[("audio_only", "face_hog")]
-    assert "no audio stream" in reason[("video_only", "logmel")]
-    assert ("video_only", "face_hog") not in reason
+    # a clip without a modality is not broken media: excluded for the extractors that need it, the rest kept
+    assert ("audio_only", "logmel") in {(c, e) for (c, e), r in native.iterrows() if r.status == "ok"}
+    assert "no video stream" in excluded[("audio_only", "face_hog")]
+    assert "no audio stream" in excluded[("video_only", "logmel")]
+    assert ("video_only", "face_hog") not in reason and ("video_only", "face_hog") not in excluded
     assert "empty (0 bytes)" in reason[("zero", "logmel")]
     assert "not a readable media file" in reason[("truncated", "logmel")]
     assert "not a readable media file" in reason[("random", "face_hog")]
@@ -66,8 +68,9 @@ def test_each_bad_input_fails_alone_with_a_reason(bad_corpus, tmp_path):
     assert cli("verify", str(s)).returncode == 0
     status = cli("status", str(s)).stdout
     assert "failures and exclusions" in status and "broken_middle" in status
-    again = extract_json(*args, "--allow-failures")  # failures retried, the rest cached
+    again = extract_json(*args, "--allow-failures")  # failures retried, the rest (exclusions too) cached
     assert again["counts"]["ok"] == 0 and again["counts"]["failed"] == len(reason)
+    assert again["counts"]["excluded"] == 0
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
@@ -106,3 +109,26 @@ def test_verify_and_repair_while_a_run_holds_the_store_refuse_in_one_line_and_st
         assert proc.returncode == 0 and "a run is in progress" in proc.stderr, proc.stderr
     assert cli("verify", str(store)).returncode == 0
     assert "in progress" not in cli("status", str(store)).stderr
+
+
+def test_every_mistake_on_the_command_line_is_one_line_and_exit_2(mini_corpus, tmp_path):
+    """Paths that must be a store, and option values (type and range), refused before any work, dry run too."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a store")
+    ext = ["extract", "--dataset", "demo", "--root", str(mini_corpus), "--extractors", "logmel", "--quiet"]
+    cases = [
+        [*ext, "--store", str(a_file)],
+        ["status", str(a_file)],
+        ["verify", str(a_file)],
+        ["train", "--store", str(tmp_path / "nowhere.zarr"), "--out", str(tmp_path / "run")],
+        ["pretrain", "--store", str(tmp_path / "nowhere.zarr"), "--out", str(tmp_path / "pre")],
+    ]
+    for setting in ("logmel.n_mels=forty", "logmel.n_mels=-3", "logmel.fmax=10", "logmel.win_ms=[1]"):
+        for dry in (["--dry-run"], []):
+            cases.append([*ext, "--store", str(tmp_path / "s.zarr"), "--set", setting, *dry])
+    for args in cases:
+        proc = cli(*args)
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("error:"), (args, lines)
+    assert not (tmp_path / "s.zarr").exists()  # nothing was started

@@ -54,6 +54,16 @@ def test_labels_added_later_reuse_every_result_under_the_new_clip_ids(mini_corpu
     assert cli("verify", store).returncode == 0
     again = extract_json("--dataset", "csv", "--root", str(csv), *args)
     assert again["planned"] == 0  # the new ids have their own rows now
+    # the manifest rule: it accumulates every run's clips (both id sets), and `prune` keeps one dataset's
+    assert len(FeatureStore(store).manifest()) == 6
+    proc = cli("prune", store, "--dataset", "csv", "--root", str(csv))
+    assert proc.returncode == 0 and "dropped 3 clips from the manifest" in proc.stdout, proc.stdout + proc.stderr
+    s = FeatureStore(store)
+    assert sorted(s.manifest()["clip_id"]) == [f"myclips/clip{i}" for i in range(3)]
+    assert set(s.index()["clip_id"]) == {f"myclips/clip{i}" for i in range(3)}
+    assert cli("verify", store).returncode == 0  # the arrays the new ids share were kept
+    assert StoreData(store, {"audio": "egemaps"}, "5hz", "label", "classification", 10).classes == ["a", "b"]
+    assert extract_json("--dataset", "csv", "--root", str(csv), *args)["planned"] == 0
 
 
 def test_dry_run_estimates_every_stage_within_2x_of_the_real_run(mini_corpus, tmp_path):
@@ -66,6 +76,8 @@ def test_dry_run_estimates_every_stage_within_2x_of_the_real_run(mini_corpus, tm
     assert all(v["basis"].startswith("calibration") for v in e["stages"].values())
     real = extract_json(*args)
     assert 0.5 <= e["wall_seconds"] / real["wall_s"] <= 2.0, (e["wall_seconds"], real["wall_s"])
+    auto = [a for a in args if a not in ("--shard-size", "2")]  # automatic task sizes, tapered: as the real run's
+    assert extract_json(*auto, "--dry-run", "--force")["estimate"]["shards"] == extract_json(*auto, "--force")["tasks"]
     assert real["stage_s"]["face stage"] > 0 and real["stage_media_s"]["logmel"] == pytest.approx(
         real["media_s"], rel=0.01)
     # a later run adding an extractor: the known stages come from the earlier run, only the new one calibrates

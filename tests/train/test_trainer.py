@@ -244,3 +244,57 @@ def test_mater_sees_raw_l2_normalised_embeddings_not_z_scores(store, tmp_path):
                         options={"hidden": 8, "layers": 1})
     trainer.train_one(other, data, train, train[:4], train[:4], tmp_path / "e", None, lambda *a: None)
     assert set(data.norm) == {"audio", "visual"}
+
+
+def test_classical_models_go_through_evaluate_like_the_others(tmp_path):
+    """The README's walk-through: `train --model svm`, then `evaluate` on the run (exit 0, the same scores)."""
+    import json
+
+    from tests.helpers.cli import cli
+    from tests.helpers.store_fixtures import synthetic_store
+
+    store = synthetic_store(tmp_path / "s.zarr")
+    for model, fusion in (("svm", "late"), ("xgboost", "concat")):
+        run = tmp_path / f"run_{model}"
+        proc = cli("train", "--store", str(store), "--model", model, "--fusion", fusion, "--label", "label",
+                   "--protocol", "split", "--out", str(run))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        trained = json.loads((run / "metrics.json").read_text())["folds"]
+        proc = cli("evaluate", str(run))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        again = json.loads(proc.stdout)
+        for fold, runs in trained.items():
+            for key, res in runs.items():
+                assert again[fold][key]["unweighted_accuracy"] == res["unweighted_accuracy"], (model, fold, key)
+
+
+def test_a_class_too_small_for_the_svm_and_a_class_missing_from_training_are_handled(tmp_path):
+    """The SVM's 3-fold calibration needs 3 clips per class: one line naming the class; XGBoost trains on the
+    classes its training fold has (a class absent there is never predicted, not a crash)."""
+    from tests.helpers.cli import cli
+    from tests.helpers.store_fixtures import synthetic_store
+
+    store = synthetic_store(tmp_path / "s.zarr", n_speakers=5, per_class=1)  # 3 train speakers: 3 clips a class
+    proc = cli("train", "--store", str(store), "--model", "svm", "--label", "label", "--protocol", "split",
+               "--low-resource", "50", "--out", str(tmp_path / "svm"))
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(lines) == 1 and "at least 3 training clips" in lines[0] and "'class" in lines[0], lines
+    proc = cli("train", "--store", str(store), "--model", "xgboost", "--label", "label", "--protocol", "split",
+               "--low-resource", "50", "--out", str(tmp_path / "xgb"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_large_model_on_a_handful_of_clips_and_a_one_class_validation_set_are_warned_about(tmp_path):
+    from tests.helpers.cli import cli
+    from tests.helpers.store_fixtures import synthetic_store
+
+    store = synthetic_store(tmp_path / "s.zarr", n_speakers=5, per_class=1, classes=2)  # validation: 1 speaker
+    proc = cli("train", "--store", str(store), "--model", "mult", "--size", "base", "--label", "label",
+               "--protocol", "split", "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warnings = [ln for ln in proc.stdout.splitlines() if "warning:" in ln]
+    assert any("M parameters for 6 training clips" in w and "--size small" in w for w in warnings), proc.stdout
+    small = cli("train", "--store", str(store), "--model", "tfn", "--label", "label", "--protocol", "split",
+                "--epochs", "1", "--out", str(tmp_path / "tfn"))
+    assert "M parameters for" not in small.stdout  # a model of its data's size: no warning
