@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.datasets.demo import generate
-from tests.helpers.cli import BIN
-from tests.helpers.tls import flags as tls_flags
-from tests.helpers.tls import write_certs
+from tests.helpers.tls import start_cluster, write_certs
 
 
 @pytest.fixture(scope="session")
@@ -33,12 +28,6 @@ def mtcnn_dir() -> Path:
         pytest.skip(str(exc))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def dask_cluster(tmp_path):
     """A `dask scheduler` and two `dask worker` processes (no nanny), on loopback, over TLS with certificates
@@ -47,16 +36,7 @@ def dask_cluster(tmp_path):
     from distributed.security import Security
 
     certs = write_certs(tmp_path / "certs")
-    port = _free_port()
-    addr = f"tls://127.0.0.1:{port}"
-    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--protocol", "tls", *tls_flags(certs), "--dashboard-address", "127.0.0.1:0"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    time.sleep(1.5)
-    for _ in range(2):
-        procs.append(subprocess.Popen([str(BIN / "dask"), "worker", addr, "--nthreads", "1", "--no-nanny",
-                                       "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
-                                       *tls_flags(certs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    addr, procs = start_cluster(certs)
     security = Security(tls_ca_file=certs["ca_file"], tls_client_cert=certs["cert"], tls_client_key=certs["key"],
                         require_encryption=True)
     with Client(addr, timeout="30s", security=security) as c:

@@ -29,7 +29,7 @@ from pipeline.engine.plan import Plan
 from pipeline.errors import ConfigError
 from pipeline.media.decode import probe
 from pipeline.runtime import cluster
-from pipeline.shard.task import FACE_STAGE, decode_stage, process_shard
+from pipeline.shard.task import FACE_STAGE, decode_stage, pixel_stage, process_shard, stage_units
 from pipeline.shard.work import ClipWork, ShardTask, TaskConfig
 from stores.feature_store import FeatureStore
 
@@ -65,9 +65,12 @@ def rates_from_runs(store: FeatureStore | None) -> tuple[dict[str, tuple[float, 
     reports.sort(key=lambda r: r.get("finished_at", 0.0), reverse=True)
     for r in reports:
         media = r.get("stage_media_s", {})
+        units = r.get("stage_units")
         for stage, secs in r.get("stage_s", {}).items():
-            if stage not in rates and media.get(stage, 0) > 0:
-                rates[stage] = (secs / media[stage], f"earlier run {r.get('run_id')} ({media[stage]:.0f} s of media)")
+            # a report from before work units timed pixel stages per media second: not comparable, left out
+            u = units.get(stage, 0.0) if units is not None else 0.0 if pixel_stage(stage) else media.get(stage, 0.0)
+            if stage not in rates and u > 0:
+                rates[stage] = (secs / u, f"earlier run {r.get('run_id')} ({media[stage]:.0f} s of media)")
     timed = [r for r in reports if r.get("slots") and r.get("stage_s")]
     startup = 0.0
     if timed:
@@ -105,9 +108,9 @@ def calibrate(cfg: ExtractConfig, plan: Plan) -> tuple[dict[str, tuple[float, st
                               "run without --dry-run to see the failing clip")
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         startup = time.perf_counter() - t - r["rated_s"]
-    rates = {stage: (secs / r["stage_media_s"][stage], f"calibration now on {r['clips']} clip(s), "
-                                                       f"{r['stage_media_s'][stage]:.0f} s of media")
-             for stage, secs in r["stage_s"].items() if r["stage_media_s"].get(stage, 0) > 0}
+    rates = {stage: (secs / r["stage_units"][stage], f"calibration now on {r['clips']} clip(s), "
+                                                     f"{r['stage_media_s'][stage]:.0f} s of media")
+             for stage, secs in r["stage_s"].items() if r["stage_units"].get(stage, 0) > 0}
     return rates, startup
 
 
@@ -142,13 +145,15 @@ def _calibration_child(job_path: str) -> None:
     rest = clips[1:] or clips
     t = time.perf_counter()
     r = process_shard(replace(task, shard=1, clips=rest))
-    print(json.dumps({"stage_s": r.stage_s, "stage_media_s": r.stage_media_s, "clips": len(rest),
+    print(json.dumps({"stage_s": r.stage_s, "stage_media_s": r.stage_media_s, "stage_units": r.stage_units,
+                      "clips": len(rest),
                       "rated_s": time.perf_counter() - t}))
 
 
 def estimate(cfg: ExtractConfig, plan: Plan, store: FeatureStore | None) -> dict[str, Any]:
     """Media seconds and frames of the clips that need work, and the time estimate per stage."""
     media: dict[str, float] = {}
+    units: dict[str, float] = {}
     seconds, frames, unreadable = 0.0, 0, 0
     for w in plan.work:
         try:
@@ -161,6 +166,7 @@ def estimate(cfg: ExtractConfig, plan: Plan, store: FeatureStore | None) -> dict
         frames += int(round(dur * info.fps))
         for stage in clip_stages(cfg, w):
             media[stage] = media.get(stage, 0.0) + dur
+            units[stage] = units.get(stage, 0.0) + stage_units(stage, dur, info)
     out: dict[str, Any] = {"media_seconds": round(seconds, 2), "frames": frames,
                            "extractor_calls": plan.native_calls, "unreadable": unreadable}
     if not media:
@@ -169,8 +175,8 @@ def estimate(cfg: ExtractConfig, plan: Plan, store: FeatureStore | None) -> dict
     if any(s not in rates for s in media):
         measured, setup = calibrate(cfg, plan)
         rates = {**measured, **{s: v for s, v in rates.items() if s not in measured}}
-    stages = {s: {"media_s": round(m, 1), "s_per_media_s": round(rates[s][0], 4) if s in rates else None,
-                  "seconds": round(rates[s][0] * m, 1) if s in rates else None,
+    stages = {s: {"media_s": round(m, 1), "s_per_media_s": round(rates[s][0] * units[s] / m, 4) if s in rates else None,
+                  "seconds": round(rates[s][0] * units[s], 1) if s in rates else None,
                   "basis": rates[s][1] if s in rates else "not measured (the stage failed in calibration)"}
               for s, m in media.items()}
     compute = sum(v["seconds"] or 0.0 for v in stages.values())

@@ -51,6 +51,7 @@ class RunReport:
     tasks: int = 0
     stage_s: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over workers
     stage_media_s: dict[str, float] = field(default_factory=dict)  # media seconds each stage processed
+    stage_units: dict[str, float] = field(default_factory=dict)  # the work units each stage did (estimate.py)
     merged_parts: int = 0  # small parts consolidated into large ones at the end of the run
     max_in_flight: int = 0  # tasks submitted at once, at most (the driver's window)
     # the end-of-run tail: from the first worker's last task ending to the run's last task ending (workers idle)
@@ -76,6 +77,7 @@ class RunReport:
         for k, v in r.stage_s.items():
             self.stage_s[k] = self.stage_s.get(k, 0.0) + v
             self.stage_media_s[k] = self.stage_media_s.get(k, 0.0) + r.stage_media_s.get(k, 0.0)
+            self.stage_units[k] = self.stage_units.get(k, 0.0) + r.stage_units.get(k, 0.0)
         self.frames += r.frames
         self.clips_done += r.clips
         self.media_s += r.media_s

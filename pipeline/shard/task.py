@@ -47,6 +47,7 @@ class ShardResult:
     media_s: float = 0.0  # seconds of media of the shard's clips (progress counts them)
     stage_s: dict[str, float] = field(default_factory=dict)  # stage -> seconds (decode, face stage, extractors)
     stage_media_s: dict[str, float] = field(default_factory=dict)  # stage -> media seconds it processed
+    stage_units: dict[str, float] = field(default_factory=dict)  # stage -> its work units (``stage_units``)
     failures: list[str] = field(default_factory=list)
     worker: str = ""  # the Dask worker that ran it, and when it ended (the run's end-of-run tail)
     ended_at: float = 0.0
@@ -58,6 +59,20 @@ FACE_STAGE = "face stage"
 def decode_stage(video: bool, audio: bool) -> str:
     """The name a decoding pass is timed under: its cost depends on the streams it decodes."""
     return "decode " + "+".join(k for k, on in (("video", video), ("audio", audio)) if on)
+
+
+def pixel_stage(stage: str) -> bool:
+    """Whether a stage's cost grows with the pixels it decodes or searches (``stage_units``)."""
+    return stage == FACE_STAGE or stage.startswith("decode video")
+
+
+def stage_units(stage: str, media_s: float, info: MediaInfo | None) -> float:
+    """What a stage's cost grows with: decoding video and the face stage with pixels shown (media seconds x
+    frames per second x megapixels: a 720p clip costs ~9x a 240p one, whatever its length), every other stage
+    with media seconds. The estimate rates stages per unit, so calibrating on small clips estimates large ones."""
+    if not pixel_stage(stage) or info is None or not info.width or not info.height or not info.fps:
+        return media_s
+    return media_s * info.fps * info.width * info.height / 1e6
 
 
 def _declared(src: ClipSource, info: MediaInfo) -> float:
@@ -155,6 +170,12 @@ class _ShardRunner:
             for name in work.native:
                 self._fail(clip, name, probed.error.line())
             return
+        src, length = work.source, probed.info.duration
+        if src.start is not None and length > 0 and src.start >= length - 1e-3:  # a segment of nothing
+            for name in work.native:
+                self._fail(clip, name, f"segment: starts at {src.start:g} s, after the end of its media "
+                                       f"({length:.2f} s long): fix the start of clip {clip!r} in the list")
+            return
         for name, missing in probed.missing.items():
             self._exclude(clip, name, f"the clip has no {missing} stream ({name} needs one): excluded, not failed")
         info = probed.info
@@ -241,9 +262,9 @@ class _ShardRunner:
                 self._fail(clip, n, broken)
         self.result.decode_s += ev.seconds + face_s  # decoding and the face stage
         media = self.writer.meta[clip].duration if clip in self.writer.meta else 0.0
-        self._stage(decode_stage(bool(video), bool(audio)), ev.seconds, media)
+        self._stage(decode_stage(bool(video), bool(audio)), ev.seconds, media, info)
         if stage is not None:
-            self._stage(FACE_STAGE, face_s, media)
+            self._stage(FACE_STAGE, face_s, media, info)
         self.result.frames += decoder.n_frames
         self._drain()
 
@@ -290,10 +311,12 @@ class _ShardRunner:
         has = info.has_audio if kind == "audio" else info.has_video
         return declared if has else math.nan
 
-    def _stage(self, name: str, seconds: float, media_s: float) -> None:
+    def _stage(self, name: str, seconds: float, media_s: float, info: MediaInfo | None = None) -> None:
         if math.isfinite(media_s) and media_s > 0:
-            self.result.stage_s[name] = self.result.stage_s.get(name, 0.0) + seconds
-            self.result.stage_media_s[name] = self.result.stage_media_s.get(name, 0.0) + media_s
+            r = self.result
+            r.stage_s[name] = r.stage_s.get(name, 0.0) + seconds
+            r.stage_media_s[name] = r.stage_media_s.get(name, 0.0) + media_s
+            r.stage_units[name] = r.stage_units.get(name, 0.0) + stage_units(name, media_s, info)
 
     # -- results -------------------------------------------------------------------------------
     def _on_result(self, name: str, clip: str, item: AudioSegment | VideoSegment, out: Features, dt: float) -> None:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.runtime import cluster
-from tests.helpers.cli import BIN, ROOT, cli
-from tests.helpers.tls import flags, write_certs
+from tests.helpers.cli import ROOT, cli
+from tests.helpers.tls import start_cluster, write_certs
 
 ATTEMPT = """
 import sys
@@ -55,27 +54,6 @@ def test_the_local_cluster_of_a_run_admits_only_its_own_client() -> None:
         assert session.exposure_warnings() == []  # every listener on loopback
 
 
-def _scheduler(tmp_path: Path, certs: dict[str, str], worker_flags: list[str]) -> tuple[str, list]:
-    port = cluster_port()
-    address = f"tls://127.0.0.1:{port}"
-    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--protocol", "tls", *flags(certs), "--dashboard-address", "127.0.0.1:0"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    time.sleep(1.5)
-    procs.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-nanny",
-                                   "--host", "127.0.0.1", *worker_flags, *flags(certs)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    return address, procs
-
-
-def cluster_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _yaml(tmp_path: Path, address: str, certs: dict[str, str] | None, extra: str = "") -> Path:
     f = tmp_path / "cluster.yaml"
     tls = "  tls:\n" + "".join(f"    {k}: {v}\n" for k, v in certs.items()) if certs else ""
@@ -89,7 +67,7 @@ def test_a_tls_scheduler_refuses_strangers_and_every_listener_is_checked(tmp_pat
     """Scheduler mode as docs/cluster.md says to start it. `--no-dashboard` (the flag the docs gave before)
     still serves the worker's HTTP endpoints on 0.0.0.0: the warning now sees it."""
     certs = write_certs(tmp_path / "certs")
-    address, procs = _scheduler(tmp_path, certs, worker_flags)
+    address, procs = start_cluster(certs, 1, tuple(worker_flags))
     try:
         cfg = cluster.load(str(_yaml(tmp_path, address, certs)))
         with cluster.client_for(cfg) as session:
@@ -108,7 +86,7 @@ def test_a_tls_scheduler_refuses_strangers_and_every_listener_is_checked(tmp_pat
 
 def test_an_extract_runs_on_a_tls_scheduler_and_a_console_warning_names_an_exposed_listener(tmp_path, mini_corpus):
     certs = write_certs(tmp_path / "certs")
-    address, procs = _scheduler(tmp_path, certs, ["--no-dashboard"])
+    address, procs = start_cluster(certs, 1, ("--no-dashboard",))
     try:
         yaml_file = _yaml(tmp_path, address, certs)
         proc = cli("extract", "--dataset", "demo", "--root", str(mini_corpus), "--store", str(tmp_path / "s.zarr"),

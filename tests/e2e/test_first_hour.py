@@ -196,7 +196,7 @@ def test_models_add_refuses_a_bad_file_and_leaves_nothing(tmp_path):
     bad = tmp_path / "weights.pt"
     bad.write_bytes(b"this is not a checkpoint")
     proc = cli("models", "add", "mine", str(bad), "--like", "FACENET_VGGFACE2", "--models", str(models))
-    assert proc.returncode == 1 and "not a loadable PyTorch weights file" in proc.stdout
+    assert proc.returncode == 1 and "not a loadable PyTorch weights file" in proc.stderr
     assert not (models / "mine").exists() and not [p for p in models.iterdir() if ".adding-" in p.name]
     proc = cli("models", "add", "MTCNN", str(tmp_path), "--models", str(models))
     assert proc.returncode == 1 and not (models / "MTCNN").exists()

@@ -37,8 +37,12 @@ def test_a_folder_of_real_world_media_extracts_with_exit_0_and_verifies(tmp_path
     (root / "...mp4").write_bytes((root / "normal.mp4").read_bytes())  # a name of dots: still a clip
     shutil.copy(opencv_sample("Megamind.avi"), root / "megamind.avi")  # timestamps go backwards in 88 frames
     store = tmp_path / "s.zarr"
+    dry = extract_json("--dataset", "folder", "--root", str(root), "--store", str(store), "--extractors",
+                       "logmel,face_hog", "--face-detector", "haar", "--quiet", "--dry-run")
     report = extract_json("--dataset", "folder", "--root", str(root), "--store", str(store), "--extractors",
                           "logmel,face_hog", "--face-detector", "haar", "--quiet")
+    # the estimate holds on real media with the face stage (calibrated per pixel shown, not per media second)
+    assert 1 / 1.5 <= dry["estimate"]["wall_seconds"] / report["wall_s"] <= 1.5, (dry["estimate"], report["wall_s"])
     assert report["counts"]["failed"] == 0, report["failures"]
     live = FeatureStore(str(store)).index()
     native = live[live["stage"] == "native"].set_index(["clip_id", "extractor"])

@@ -127,4 +127,4 @@ def test_every_other_preset_runs_end_to_end_on_its_test_tree(tmp_path):
     assert (exps / "tran_pretrain_voxceleb2" / "pretrain" / "pretrained.pt").is_file()
     proc = cli("experiment", "run", "tran_crema_d", "--root", str(trees["crema-d"]), "--out",
                str(tmp_path / "elsewhere" / "tran_crema_d"))
-    assert proc.returncode == 2 and "run `pipeline experiment run tran_pretrain_voxceleb2" in proc.stdout
+    assert proc.returncode == 2 and "run `pipeline experiment run tran_pretrain_voxceleb2" in proc.stderr

@@ -223,7 +223,7 @@ def test_pipeline_pretrain_train_evaluate_end_to_end(store, tmp_path):
     ev = json.loads(cli("evaluate", str(run), check=True).stdout)
     assert ev["split"]["pretrained_100pct"]["accuracy"] == m["folds"]["split"]["pretrained_100pct"]["accuracy"]
     bad = cli("train", "--store", str(store), "--model", "nope")
-    assert bad.returncode == 2 and "unknown model" in bad.stdout
+    assert bad.returncode == 2 and "unknown model" in bad.stderr
 
 
 def test_mater_sees_raw_l2_normalised_embeddings_not_z_scores(store, tmp_path):

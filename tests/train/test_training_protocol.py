@@ -162,7 +162,7 @@ def test_pretraining_on_a_selected_pool_scores_the_nearest_frame_baseline(store,
 
     proc = cli("pretrain", "--store", str(store), "--out", str(tmp_path / "y"), "--select", "split=pool")
     assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
-    assert "select 'split=pool' matches no clip" in proc.stdout and not (tmp_path / "y" / "pretrained.pt").exists()
+    assert "select 'split=pool' matches no clip" in proc.stderr and not (tmp_path / "y" / "pretrained.pt").exists()
 
 
 def test_demo_claims_are_checked_against_every_sd():
