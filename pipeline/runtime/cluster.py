@@ -8,7 +8,6 @@ private network); ``jobqueue`` takes every option of dask-jobqueue's cluster cla
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import os
 import shutil
 import tempfile
@@ -17,12 +16,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import psutil
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.runtime.security import (
+    any_host,
+    check_scheduler_security,
+    is_loopback,
+    listening_addresses,
+    security_for,
+    shared_dir,
+)
 
 MODES = ("local", "scheduler", "jobqueue")
 JOBQUEUE_SYSTEMS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster", "sge": "SGECluster",
@@ -31,7 +37,6 @@ PRELOAD = "pipeline.runtime.worker_setup"
 _COMMON_KEYS = {"no_workers_timeout", "insecure"}
 _LOCAL_KEYS = {"n_workers", "threads_per_worker", "memory_limit", "host", "dashboard_address", "resources"}
 _SCHED_KEYS = {"address", "timeout", "tls"}
-TLS_KEYS = ("ca_file", "cert", "key")
 # ours; everything else in `jobqueue:` goes to dask-jobqueue's cluster class unchanged
 _JQ_OWN_KEYS = {"system", "jobs", "gpus_per_job", "wait_timeout", "max_resubmissions"}
 DEFAULT_NO_WORKERS_TIMEOUT = {"local": 60.0, "scheduler": 300.0, "jobqueue": 3600.0}
@@ -110,7 +115,7 @@ def load(path: str | None) -> ClusterConfig:
     if mode == "scheduler" and not sched.get("address"):
         raise ConfigError(f"--cluster {path}: mode 'scheduler' needs scheduler.address (e.g. tls://10.0.0.5:8786)")
     if mode == "scheduler":
-        _check_scheduler_security(sched, path)
+        check_scheduler_security(sched, path)
     if mode == "jobqueue" or jq:
         system = jq.get("system")
         if system not in JOBQUEUE_SYSTEMS:
@@ -124,41 +129,6 @@ def load(path: str | None) -> ClusterConfig:
         if v is not None and (not isinstance(v, int | float) or v <= 0):
             raise ConfigError(f"--cluster {path}: {section}.no_workers_timeout must be seconds > 0, not {v!r}")
     return ClusterConfig(mode, local, sched, jq)
-
-
-def _check_scheduler_security(sched: dict[str, Any], path: str) -> None:
-    """A scheduler you started is driven over TLS with certificate files (mutual: it admits only clients and
-    workers whose certificate your CA signed), unless the file says ``insecure: true``."""
-    address, tls = str(sched["address"]), sched.get("tls")
-    if sched.get("insecure") is True:
-        if tls:
-            raise ConfigError(f"--cluster {path}: scheduler.tls and scheduler.insecure: true contradict each other")
-        return
-    if not address.startswith("tls://"):
-        raise ConfigError(f"--cluster {path}: scheduler.address {address} is not TLS: anyone who can reach it can run "
-                          "code as you. Start the scheduler and workers with TLS certificates and give them in "
-                          "scheduler.tls {ca_file, cert, key} (docs/cluster.md), or set scheduler.insecure: true")
-    if not isinstance(tls, dict) or sorted(tls) != sorted(TLS_KEYS):
-        raise ConfigError(f"--cluster {path}: scheduler.tls needs exactly {list(TLS_KEYS)} (certificate files; "
-                          "docs/cluster.md)")
-    for key in TLS_KEYS:
-        if not Path(str(tls[key])).expanduser().is_file():
-            raise ConfigError(f"--cluster {path}: scheduler.tls.{key} {tls[key]} is not a file")
-
-
-def security_for(cfg: ClusterConfig) -> Any:
-    """The run's Dask ``Security``: throw-away certificates made for this run (local and jobqueue modes: only
-    this driver and the workers it starts hold them), the files of the cluster file (scheduler mode), or None
-    where the cluster file says ``insecure: true``."""
-    from distributed.security import Security
-
-    if cfg.section.get("insecure") is True:
-        return None
-    if cfg.mode == "scheduler":
-        tls = {k: str(Path(str(v)).expanduser()) for k, v in cfg.scheduler["tls"].items()}
-        return Security(tls_ca_file=tls["ca_file"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
-                        require_encryption=True)
-    return Security.temporary()
 
 
 def _local_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -274,34 +244,10 @@ class Session:
         for worker, addrs in sorted(per_worker.items()):
             for addr in addrs:
                 found.setdefault(addr, f"worker {worker}")
-        return [f"the {what} listens on {addr}{' (every interface)' if _any_host(addr) else ''}: reachable from "
+        return [f"the {what} listens on {addr}{' (every interface)' if any_host(addr) else ''}: reachable from "
                 "other machines on that network (set `interface:` or `host: 127.0.0.1` in the cluster file, "
                 "`--dashboard-address 127.0.0.1:0` for workers you start; docs/cluster.md)"
                 for addr, what in found.items() if addr and not is_loopback(addr)]
-
-
-def listening_addresses() -> list[str]:
-    """``host:port`` of every socket this process listens on (run on the scheduler and on each worker)."""
-    import psutil
-
-    conns = psutil.Process().net_connections(kind="inet")
-    return sorted({f"[{c.laddr.ip}]:{c.laddr.port}" if ":" in c.laddr.ip else f"{c.laddr.ip}:{c.laddr.port}"
-                   for c in conns if c.status == psutil.CONN_LISTEN})
-
-
-def _any_host(address: str) -> bool:
-    host = urlparse(f"tcp://{address}").hostname or ""
-    return host in ("0.0.0.0", "::")
-
-
-def is_loopback(address: str) -> bool:
-    host = urlparse(address if "://" in address else f"tcp://{address}").hostname or ""
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # Dask keeps the last ``low-level-log-length`` messages of every batched connection (default 1000) for
@@ -325,7 +271,7 @@ def client_for(cfg: ClusterConfig) -> Iterator[Session]:
 def _client_for(cfg: ClusterConfig) -> Iterator[Session]:
     from distributed import Client, LocalCluster
 
-    security = security_for(cfg)
+    security = security_for(cfg.mode, cfg.section)
     if cfg.mode == "scheduler":
         client = Client(cfg.scheduler["address"], timeout=cfg.scheduler.get("timeout", "30s"), security=security)
         try:
@@ -334,7 +280,7 @@ def _client_for(cfg: ClusterConfig) -> Iterator[Session]:
             client.close()
         return
     if cfg.mode == "jobqueue":
-        certs = tempfile.mkdtemp(prefix=".affect-tls-", dir=_shared_dir(cfg.jobqueue))  # mode 700
+        certs = tempfile.mkdtemp(prefix=".affect-tls-", dir=shared_dir(cfg.jobqueue))  # mode 700
         cluster = None
         try:
             cluster = make_jobqueue_cluster(cfg.jobqueue, security, certs)
@@ -354,14 +300,6 @@ def _client_for(cfg: ClusterConfig) -> Iterator[Session]:
         kwargs.update(security=security, protocol="tls://")
     with LocalCluster(**kwargs) as cluster, Client(cluster, security=security) as client:
         yield Session(cfg, client, cluster)
-
-
-def _shared_dir(jq: dict[str, Any]) -> str:
-    """Where the run's worker certificates are written for the jobs to read: ``shared_temp_directory`` of the
-    cluster file, else the user's home (shared with compute nodes on HPC systems); the files are private
-    (a mode-700 folder of this run, removed at its end)."""
-    d = Path(str(jq.get("shared_temp_directory") or "~")).expanduser()
-    return str(d)
 
 
 def _has_flag(args: list[str], *flags: str) -> bool:

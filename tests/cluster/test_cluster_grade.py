@@ -20,7 +20,7 @@ import yaml
 
 from pipeline.datasets.demo import generate
 from pipeline.errors import ConfigError
-from pipeline.runtime import cluster
+from pipeline.runtime import cluster, security
 from stores.feature_store import FeatureStore
 from tests.helpers.cli import cli, extract_json, wait_for
 from tests.helpers.corpus_fixtures import LFS
@@ -148,9 +148,9 @@ def test_jobqueue_passes_dask_jobqueue_options_through_and_defaults_to_loopback(
 
 
 def test_non_loopback_addresses_are_recognised():
-    assert cluster.is_loopback("tcp://127.0.0.1:8786") and cluster.is_loopback("http://localhost:8787/status")
-    assert not cluster.is_loopback("tcp://0.0.0.0:8786") and not cluster.is_loopback("tcp://10.1.2.3:40000")
-    assert cluster.is_loopback("tcp://[::1]:1234") and not cluster.is_loopback("tcp://[::]:1234")
+    assert security.is_loopback("tcp://127.0.0.1:8786") and security.is_loopback("http://localhost:8787/status")
+    assert not security.is_loopback("tcp://0.0.0.0:8786") and not security.is_loopback("tcp://10.1.2.3:40000")
+    assert security.is_loopback("tcp://[::1]:1234") and not security.is_loopback("tcp://[::]:1234")
 
 
 # -- integrity -------------------------------------------------------------------------------------------

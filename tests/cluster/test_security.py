@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.runtime import cluster
+from pipeline.runtime import cluster, security
 from tests.helpers.cli import ROOT, cli
 from tests.helpers.tls import start_cluster, write_certs
 
@@ -104,7 +104,8 @@ def test_a_plain_tcp_scheduler_or_an_open_cluster_file_is_refused_in_one_line(tm
     with pytest.raises(ConfigError, match="not TLS: anyone who can reach it can run code as you"):
         cluster.load(str(tcp))
     ok = _yaml(tmp_path, "tcp://127.0.0.1:8786", None, "  insecure: true\n")
-    assert cluster.security_for(cluster.load(str(ok))) is None  # said in so many words: no credentials
+    # said in so many words: no credentials
+    assert security.security_for("scheduler", cluster.load(str(ok)).section) is None
     tcp.chmod(0o666)
     with pytest.raises(ConfigError, match="writable by other users .*chmod go-w"):
         cluster.load(str(tcp))
@@ -117,11 +118,11 @@ def test_a_plain_tcp_scheduler_or_an_open_cluster_file_is_refused_in_one_line(tm
 def test_the_exposure_warning_reads_what_each_process_really_listens_on() -> None:
     import socket
 
-    before = cluster.listening_addresses()
+    before = security.listening_addresses()
     with socket.socket() as s:
         s.bind(("0.0.0.0", 0))
         s.listen()
         port = s.getsockname()[1]
-        now = cluster.listening_addresses()
+        now = security.listening_addresses()
     assert f"0.0.0.0:{port}" in now and f"0.0.0.0:{port}" not in before
-    assert cluster._any_host(f"0.0.0.0:{port}") and not cluster.is_loopback(f"0.0.0.0:{port}")
+    assert security.any_host(f"0.0.0.0:{port}") and not security.is_loopback(f"0.0.0.0:{port}")

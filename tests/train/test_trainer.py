@@ -285,6 +285,7 @@ def test_a_class_too_small_for_the_svm_and_a_class_missing_from_training_are_han
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
+@pytest.mark.slow  # builds MulT-BASE (43 M parameters): ~15 s
 def test_a_large_model_on_a_handful_of_clips_and_a_one_class_validation_set_are_warned_about(tmp_path):
     from tests.helpers.cli import cli
     from tests.helpers.store_fixtures import synthetic_store
