@@ -71,7 +71,22 @@ def make_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             overrides[key] = float(value)
         _check_type(name, key, overrides[key], default)
+        _check_range(name, key, overrides[key], default)
     return cls.Config(**overrides)
+
+
+#: Options whose default is > 0 but for which 0 means something (a band from 0 Hz, no tolerance).
+ZERO_ALLOWED = frozenset({"fmin", "frame_tolerance"})
+
+
+def _check_range(name: str, key: str, value: Any, default: Any) -> None:
+    """A size, count, duration or rate (an option whose default is > 0) stays > 0: ``n_mels=-3`` or
+    ``batch_frames=0`` is refused before any work, for every extractor, the user's own too."""
+    if isinstance(default, bool) or not isinstance(default, int | float) or not default > 0:
+        return
+    low_ok = key in ZERO_ALLOWED
+    if not (value >= 0 if low_ok else value > 0):
+        raise ValueError(f"extractor {name!r}: option {key} must be {'>= 0' if low_ok else '> 0'}, got {value!r}")
 
 
 def _check_type(name: str, key: str, value: Any, default: Any) -> None:

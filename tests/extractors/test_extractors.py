@@ -100,3 +100,27 @@ def test_setup_runs_once_when_tasks_in_several_threads_share_an_instance():
     for t in threads:
         t.join()
     assert Slow.calls == 1 and not Slow.overlap
+
+
+def test_every_extractor_refuses_option_values_of_the_wrong_type_or_range_before_any_work():
+    """For every registered extractor and every numeric option that defaults > 0 (sizes, counts, durations):
+    a non-positive value and a value of another type are refused by name; the defaults pass."""
+    import dataclasses
+
+    from extractors.registry import ZERO_ALLOWED
+
+    checked = 0
+    for name in registry.names():
+        cfg = registry.get(name).Config
+        registry.make_config(name, {})
+        for f in dataclasses.fields(cfg):
+            default = getattr(cfg(), f.name)
+            if isinstance(default, bool) or not isinstance(default, int | float) or not default > 0:
+                continue
+            bad = -1 if f.name in ZERO_ALLOWED else 0
+            with pytest.raises(ValueError, match=rf"option {f.name} must be"):
+                registry.make_config(name, {f.name: type(default)(bad)})
+            with pytest.raises(ValueError, match=rf"option {f.name}="):
+                registry.make_config(name, {f.name: "forty"})
+            checked += 1
+    assert checked >= 30  # sizes, counts and durations of the built-in extractors
