@@ -53,10 +53,10 @@ def _nearest_l1(b: Batch, marks: np.ndarray) -> float:
 def pretrain(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     seed_everything(cfg.seed)
     device = device_for(cfg.device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     data = StoreData(cfg.store, {"audio": cfg.audio, "visual": cfg.visual}, cfg.view, label=None,
                      window=cfg.window, all_windows=True, select=cfg.select)
+    out = Path(cfg.out)  # after the store opened: a run that cannot read it leaves no folder behind
+    out.mkdir(parents=True, exist_ok=True)
     n = len(data.clips)
     perm = np.random.default_rng(cfg.seed).permutation(n)
     val_clips, train_clips = perm[: max(1, n // 10)], perm[max(1, n // 10) :]

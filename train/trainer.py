@@ -63,10 +63,10 @@ def load_data(cfg: TrainConfig) -> StoreData:
 
 
 def run(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
+    data = load_data(cfg)  # first: a run that cannot read its store leaves no run directory behind
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
-    data = load_data(cfg)
     (out / "provenance.json").write_text(json.dumps(_provenance(data, cfg), indent=1, default=str))
     results: dict = {"folds": {}, "config": cfg.to_dict()}
     variants = [("pretrained" if cfg.pretrained else "model", cfg.pretrained)]

@@ -135,7 +135,8 @@ def test_every_mistake_on_the_command_line_is_one_line_and_exit_2(mini_corpus, t
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, lines)
-    assert not (tmp_path / "s.zarr").exists()  # nothing was started
+    for made in ("s.zarr", "run", "pre"):  # nothing was started, no folder left behind
+        assert not (tmp_path / made).exists(), made
 
 
 def test_a_segment_past_the_end_of_its_media_names_the_clip_and_its_times(bad_corpus, tmp_path):
