@@ -92,7 +92,7 @@ def _check_range(name: str, key: str, value: Any, default: Any) -> None:
 def _check_type(name: str, key: str, value: Any, default: Any) -> None:
     """An option's value has its default's type (``--set logmel.n_mels=forty`` is refused before any work, as in
     a dry run; a ``None`` default takes anything its extractor's own checks accept)."""
-    if default is None or value is None and default is None:
+    if default is None:
         return
     want = bool if isinstance(default, bool) else int if isinstance(default, int) else type(default)
     ok = isinstance(value, want) and not (want is int and isinstance(value, bool))

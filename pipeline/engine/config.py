@@ -98,8 +98,9 @@ class ExtractConfig:
         the other fields as they are (limit, force, dry_run, ...)."""
         if isinstance(extractors, dict):
             chosen = {k: dict(v or {}) for k, v in extractors.items()}
-            if settings or precision:
-                chosen = {**chosen, **parse_extractors(",".join(chosen), settings, precision)}
+            if settings or precision:  # --set / --precision on top of a preset's own options
+                extra = parse_extractors(",".join(chosen), settings, precision)
+                chosen = {k: {**v, **extra[k]} for k, v in chosen.items()}
         else:
             chosen = parse_extractors(extractors, settings, precision)
         gap = None if max_duration_gap is not None and max_duration_gap < 0 else max_duration_gap
