@@ -65,6 +65,27 @@ class Bert(Extractor):
         self.model = BertModel.from_pretrained(folder, use_safetensors=True).eval().to(self.device)
         self._dim = self.model.config.hidden_size
 
+    # -- fine-tuning (pipeline finetune): one unit per transcript ------------------------------------
+    def train_units(self, seg: TextSegment) -> list[tuple[str, tuple[float, float]]]:
+        return [(seg.text, (0.0, max(seg.duration, 1e-3)))] if seg.text.strip() else []
+
+    def trainable(self) -> Any:
+        return self.model
+
+    def embed(self, units: list[str]) -> Any:
+        enc = self.tokenizer(units, padding=True, truncation=True, max_length=self.config.max_length,
+                             return_tensors="pt").to(self.device)
+        out = self.model(**enc)
+        if self.config.pooling == "pooler":
+            return out.pooler_output
+        if self.config.pooling == "cls":
+            return out.last_hidden_state[:, 0]
+        m = enc["attention_mask"][..., None].float()
+        return (out.last_hidden_state * m).sum(1) / m.sum(1)
+
+    def save_weights(self, folder: Any) -> None:
+        self.model.save_pretrained(str(folder), safe_serialization=True)
+
     def compute(self, batch: Sequence[TextSegment]) -> list[Features]:
         from extractors.torch_util import inference
 

@@ -23,6 +23,8 @@ from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
 WEIGHTS = register_weights(Weights(
@@ -81,8 +83,27 @@ class R2Plus1D(Extractor):
         self.device = device_of(device)
         model = r2plus1d_18(weights=None)
         load_state(self.weights_path() / WEIGHTS.files[0], model)  # user weights keep the file name
+        self._fc = {f"fc.{k}": v.clone() for k, v in model.fc.state_dict().items()}  # kept for save_weights
         model.fc = torch.nn.Identity()
         self.model = model.eval().to(self.device)
+
+    # -- fine-tuning (pipeline finetune): units, a differentiable embedding, the weights file -----------
+    def train_units(self, seg: VideoSegment) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        """The clip's 8-frame groups that had a face (or all, on whole frames), with their time spans."""
+        clips, times = self._clips(seg)
+        return [(c, (a, b)) for c, (a, b, ok) in zip(clips, times) if ok]
+
+    def trainable(self) -> torch.nn.Module:
+        return self.model
+
+    def embed(self, units: list[np.ndarray]) -> torch.Tensor:
+        return self.model(self._transform(np.stack(units)))
+
+    def save_weights(self, folder: Path) -> None:
+        import torch
+
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()} | self._fc
+        torch.save(state, folder / WEIGHTS.files[0])
 
     def _clips(self, seg: VideoSegment) -> tuple[np.ndarray, list[tuple[float, float, bool]]]:
         k, n = self.config.clip_frames, len(seg.frames)

@@ -1,9 +1,12 @@
 """ResNet-18 on log-mel spectrograms (JMT's audio backbone), from the user's checkpoint.
 
 As in the JMT authors' code: torchvision ``resnet18`` with a 1-channel first convolution and the classifier
-removed -> the 512-d pooled feature, one per ``window_s`` (1 s) of audio, every ``hop_s``. The spectrogram
-is the 16 kHz equivalent of theirs: 64 mel bands, 20 ms window, 10 ms hop, power -> dB, normalised with
-their mean -14.8 / std 19.895. The checkpoint is a state dict of that network (``pipeline models add``)."""
+removed -> the 512-d pooled feature, one per ``window_s`` of audio, every ``hop_s``. The spectrogram: 64 mel
+bands, ``win_ms`` window, ``hop_ms`` hop, ``n_fft`` DFT, power -> dB, normalised with their mean -14.8 / std
+19.895. ``sample_rate=44100`` is the paper's front end (DFT 1024, 20 ms / 10 ms, 64 x 107 per 1.08 s): the
+pipeline decodes audio once at 16 kHz, so it is upsampled with soxr first and the bands above 8 kHz hold
+no energy (declared by the JMT presets). The checkpoint is a state dict of that network (``pipeline
+models add``, or ``pipeline finetune``)."""
 
 from __future__ import annotations
 
@@ -20,15 +23,18 @@ from extractors.registry import register_extractor
 from extractors.weights import Weights, register_weights
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
 WEIGHTS = register_weights(Weights(
     name="RESNET18_SPECTROGRAM_JMT", files=("resnet18_spectrogram.pth",), source="your JMT audio checkpoint",
     kind="manual", licence="the checkpoint's own",
     preprocessing={"n_mels": 64, "win_ms": 20, "hop_ms": 10, "db_mean": -14.8, "db_std": 19.895},
-    meta={"how": "train JMT's audio backbone (or convert the authors' checkpoint to a state dict of "
-                 "torchvision resnet18 with a 1-channel conv1 and fc removed), then "
-                 "`pipeline models add RESNET18_SPECTROGRAM_JMT FILE`"},
+    meta={"dataset": "none published", "how": "fine-tune it on your corpus with `pipeline finetune "
+          "resnet18_spectrogram --dataset aff-wild2 --root ... --name NAME` and run with --set "
+          "resnet18_spectrogram.weights=NAME (or convert the authors' checkpoint to a state dict of torchvision "
+          "resnet18 with a 1-channel conv1 and fc removed and `pipeline models add RESNET18_SPECTROGRAM_JMT FILE`)"},
 ))
 
 
@@ -48,6 +54,17 @@ class ResNet18SpecConfig(PrecisionConfig):
     window_s: float = 1.0
     hop_s: float = 1.0
     batch_windows: int = 64
+    sample_rate: int = 16000  # 16000 (as decoded) or 44100 (JMT's paper: upsampled from the 16 kHz decode)
+    n_fft: int = 512
+    win_ms: float = 20.0
+    hop_ms: float = 10.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.sample_rate not in (16000, 44100, 48000, 22050):
+            raise ValueError(f"sample_rate must be 16000, 22050, 44100 or 48000, not {self.sample_rate}")
+        if round(self.win_ms * self.sample_rate / 1000) > self.n_fft:
+            raise ValueError(f"win_ms {self.win_ms} at {self.sample_rate} Hz is longer than n_fft {self.n_fft}")
 
 
 @register_extractor
@@ -75,10 +92,38 @@ class ResNet18Spectrogram(Extractor):
         self.model = load_state(self.weights_path() / WEIGHTS.files[0], resnet18_1ch()).eval().to(self.device)
 
     def spectrogram(self, x: np.ndarray) -> np.ndarray:
-        p = WEIGHTS.preprocessing
-        power = stft.magnitude(x, 320, 160, 512) ** 2 @ stft.mel_filterbank(16000, 512, 64, 0.0, 8000.0)
+        """[frames, 64] of one window of 16 kHz samples, at the configured rate."""
+        p, c = WEIGHTS.preprocessing, self.config
+        sr = c.sample_rate
+        if sr != 16000:
+            import soxr
+
+            x = soxr.resample(x.astype(np.float32), 16000, sr, quality="HQ")
+        win, hop = round(c.win_ms * sr / 1000), round(c.hop_ms * sr / 1000)
+        power = stft.magnitude(x, win, hop, c.n_fft) ** 2 @ stft.mel_filterbank(sr, c.n_fft, 64, 0.0, sr / 2)
         db = 10 * np.log10(np.maximum(power, 1e-10))
         return ((db - p["db_mean"]) / p["db_std"]).astype(np.float32)
+
+    # -- fine-tuning (pipeline finetune) --------------------------------------------------------------
+    def train_units(self, seg: AudioSegment) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        """One spectrogram per window, as ``compute`` cuts them, with its time span."""
+        win, hop = round(self.config.window_s * 16000), round(self.config.hop_s * 16000)
+        x = seg.samples if len(seg.samples) >= win else np.pad(seg.samples, (0, win - len(seg.samples)))
+        return [(self.spectrogram(x[s : s + win]).T, (seg.t0 + s / 16000, seg.t0 + (s + win) / 16000))
+                for s in range(0, len(x) - win + 1, hop)]
+
+    def trainable(self) -> torch.nn.Module:
+        return self.model
+
+    def embed(self, units: list[np.ndarray]) -> torch.Tensor:
+        import torch
+
+        return self.model(torch.from_numpy(np.stack(units))[:, None].to(self.device))
+
+    def save_weights(self, folder: Path) -> None:
+        import torch
+
+        torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, folder / WEIGHTS.files[0])
 
     def compute(self, batch: Sequence[AudioSegment]) -> list[Features]:
         import torch

@@ -82,6 +82,32 @@ class Wav2Vec2(Extractor):
             x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
         return x if len(x) >= 400 else np.pad(x, (0, 400 - len(x)))
 
+    # -- fine-tuning (pipeline finetune): one unit per utterance, capped at 10 s as Babaali's ------------
+    def train_units(self, seg: AudioSegment) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        x = self._prep(seg.samples[: 10 * 16000])
+        return [(x, (seg.t0, seg.t0 + len(x) / 16000))]
+
+    def trainable(self) -> Any:
+        return self.model
+
+    def embed(self, units: list[np.ndarray]) -> Any:
+        """The mean of the chosen layer's states over each utterance's own frames (as ``pooled`` extracts)."""
+        import torch
+
+        n = max(len(u) for u in units)
+        x, mask = torch.zeros(len(units), n), torch.zeros(len(units), n, dtype=torch.long)
+        for j, u in enumerate(units):
+            x[j, : len(u)], mask[j, : len(u)] = torch.from_numpy(u), 1
+        out = self.model(x.to(self.device), attention_mask=mask.to(self.device) if self.masked else None,
+                         output_hidden_states=True)
+        h = out.hidden_states[self.config.layer]
+        frames = self.model._get_feat_extract_output_lengths(mask.sum(1)).to(h.device)
+        keep = (torch.arange(h.shape[1], device=h.device)[None] < frames[:, None]).float()[..., None]
+        return (h * keep).sum(1) / keep.sum(1).clamp_min(1.0)
+
+    def save_weights(self, folder: Any) -> None:
+        self.model.save_pretrained(str(folder), safe_serialization=True)
+
     def compute(self, batch: Sequence[AudioSegment]) -> list[Features]:
         import torch
 

@@ -67,9 +67,13 @@ def get_weights(name: str) -> Weights:
         return known[name]
     custom = models_dir() / name / CUSTOM
     if custom.exists():  # the user's own weights for a registered architecture (pipeline models add --like)
-        base = known[json.loads(custom.read_text())["like"]]
-        return Weights(name, base.files, {}, "user-provided", "manual", "the user's own weights",
-                       base.preprocessing, {**base.meta, "like": base.name})
+        record = json.loads(custom.read_text())
+        base = known[record["like"]]
+        tuned = record.get("finetuned") or {}  # written by `pipeline finetune`: what the weights learnt from
+        return Weights(name, base.files, {}, "user-provided" if not tuned else f"pipeline finetune of {base.name}",
+                       "manual", "the user's own weights", base.preprocessing,
+                       {**base.meta, "like": base.name, "dataset": tuned.get("dataset", "the user's own"),
+                        "finetuned": tuned})
     raise WeightsError(f"unknown model {name!r}; known models: {', '.join(known)}")
 
 
@@ -130,6 +134,8 @@ def _recorded(folder: Path) -> dict[str, str]:
 
 
 def _how_to_get(w: Weights, folder: Path) -> str:
+    if w.kind == "manual":  # nothing to download: say how to make or convert one (fetch would only refuse)
+        return f"expected {', '.join(str(folder / f) for f in w.files)}; {w.meta.get('how', w.source)}"
     fetch = f"`pipeline models fetch {w.name}` (needs internet; source: {w.source})" if w.source else ""
     add = f"`pipeline models add {w.name} PATH` (a copy you already have)"
     return f"expected {', '.join(str(folder / f) for f in w.files)}; get it with {fetch + ' or ' if fetch else ''}{add}"

@@ -18,6 +18,8 @@ from train.models.mult import BASE, LARGE, MulT, MulTConfig
 from train.models.tfn import TFN, TFNConfig
 
 SMALL_MULT = MulTConfig(d=32, heads=4, layers=2)
+MODEL_CLASSES: dict[str, type[Model]] = {"mult": MulT, "tfn": TFN, "ef_gru": EFGRU, "lf_gru": LFGRU,
+                                         "gru_probe": GRUProbe, "jmt": JMT, "mater": MATER}
 
 
 def _cfg(base: Any, options: dict) -> Any:  # a frozen dataclass

@@ -18,9 +18,19 @@ from train.config import TrainConfig
 from train.data import StoreData
 
 
-def classifier(name: str, seed: int) -> BaseEstimator:
-    if name == "svm":  # calibrated, so late fusion has class posteriors
-        return CalibratedClassifierCV(SVC(kernel="rbf", C=1.0, random_state=seed), ensemble=False, cv=3)
+def describe(name: str) -> str:
+    """The classifier in words, as built below (a preset's paper spec compares it)."""
+    return {"svm": "SVC, RBF kernel, C 1 (late fusion: probabilities calibrated by 3-fold CV)",
+            "xgboost": "XGBoost, 200 trees of depth 4, learning rate 0.1",
+            "mlp": "MLP, one hidden layer of 256 ReLU units (Adam, up to 500 iterations)"}[name]
+
+
+def classifier(name: str, seed: int, calibrate: int = 0) -> BaseEstimator:
+    """``calibrate``: k of the SVM's k-fold probability calibration, which late fusion needs (0: a plain SVC,
+    whose decision is the SVM's own; early fusion needs no posteriors)."""
+    if name == "svm":
+        svc = SVC(kernel="rbf", C=1.0, random_state=seed)
+        return CalibratedClassifierCV(svc, ensemble=False, cv=calibrate) if calibrate else svc
     if name == "xgboost":
         from xgboost import XGBClassifier
 
@@ -34,10 +44,10 @@ def classifier(name: str, seed: int) -> BaseEstimator:
 def fuse(vectors: list[np.ndarray], how: str) -> np.ndarray:
     if how == "concat":
         return np.concatenate(vectors, axis=1)
-    dims = {v.shape[1] for v in vectors}
-    if len(dims) != 1:
-        raise ValueError(f"fusion {how!r} needs equal per-modality dimensions, got {sorted(dims)}; use concat")
-    return np.sum(vectors, axis=0) if how == "sum" else np.prod(vectors, axis=0)
+    width = max(v.shape[1] for v in vectors)  # the paper's vectors are all 768-d; substitutes may not be:
+    fill = 0.0 if how == "sum" else 1.0  # the shorter are padded with the operation's identity (declared)
+    padded = [np.pad(v, ((0, 0), (0, width - v.shape[1])), constant_values=fill) for v in vectors]
+    return np.sum(padded, axis=0) if how == "sum" else np.prod(padded, axis=0)
 
 
 def run(cfg: TrainConfig, data: StoreData, train: np.ndarray, test: np.ndarray) -> dict:
@@ -46,11 +56,12 @@ def run(cfg: TrainConfig, data: StoreData, train: np.ndarray, test: np.ndarray) 
     vecs = [data.pooled(m) for m in data.modalities]
     y = data.targets
     present, y_fit = np.unique(y[train], return_inverse=True)  # classes 0..k-1 as the training set has them
-    _check_counts(cfg.model, data.classes, present, np.bincount(y_fit))
+    counts = np.bincount(y_fit)
+    _check_counts(cfg.model if cfg.fusion == "late" else "", data.classes, present, counts)
     if cfg.fusion == "late":
-        probs = []
+        probs, k = [], int(min(3, counts.min()))  # 3-fold calibration; 2-fold where a small fold has 2 clips
         for v in vecs:
-            model = make_pipeline(StandardScaler(), classifier(cfg.model, cfg.seed)).fit(v[train], y_fit)
+            model = make_pipeline(StandardScaler(), classifier(cfg.model, cfg.seed, k)).fit(v[train], y_fit)
             probs.append(_full_proba(model, v[test], present, len(data.classes)))
         pred = np.mean(probs, axis=0).argmax(1)
         fused = np.concatenate(probs, axis=1)
@@ -65,19 +76,19 @@ def run(cfg: TrainConfig, data: StoreData, train: np.ndarray, test: np.ndarray) 
 
 
 def _check_counts(model: str, classes: list, present: np.ndarray, counts: np.ndarray) -> None:
-    """The SVM's posteriors come from a 3-fold calibration: each training class needs 3 clips; said in one
-    line naming the class (scikit-learn's own message names none)."""
+    """Late fusion's SVM posteriors come from a k-fold calibration: each training class needs 2 clips; said in
+    one line naming the class (scikit-learn's own message names none). ``model`` is "" for early fusion."""
     if len(present) < 2:
-        raise ValueError(f"{model}: the training clips hold one class ({classes[present[0]]!r}): nothing to tell "
+        raise ValueError(f"the training clips hold one class ({classes[present[0]]!r}): nothing to tell "
                          "apart; add clips of other classes")
     if model != "svm":
         return
-    few = [(classes[c], int(n)) for c, n in zip(present, counts) if n < 3]
+    few = [(classes[c], int(n)) for c, n in zip(present, counts) if n < 2]
     if few:
         listed = ", ".join(f"{name!r}: {n} clip(s)" for name, n in few)
-        raise ValueError(f"svm: each class needs at least 3 training clips (its probabilities are calibrated by "
-                         f"3-fold cross-validation); {listed}. Add clips of those classes, or use --model mlp "
-                         "or xgboost")
+        raise ValueError(f"svm, late fusion: each class needs at least 2 training clips (its probabilities are "
+                         f"calibrated by cross-validation); {listed}. Add clips of those classes, or use early "
+                         "fusion, --model mlp or xgboost")
 
 
 def _full_proba(model: BaseEstimator, x: np.ndarray, present: np.ndarray, n: int) -> np.ndarray:

@@ -18,6 +18,7 @@ SCHEDULES = ("warmup_linear", "plateau", "constant")
 
 MODELS = ("mult", "tfn", "ef_gru", "lf_gru", "gru_probe", "jmt", "mater", "svm", "xgboost", "mlp")
 CLASSICAL = ("svm", "xgboost", "mlp")
+KEEP = ("all", "best", "last", "none")  # best.pt evaluates (`pipeline evaluate`); checkpoint.pt resumes
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class TrainConfig:
     frame_targets: str | None = None  # e.g. affwild2_va, for frame_regression
     protocol: str = "split"  # manifest column: train/validation/test values, or fold numbers
     folds: tuple[int, ...] = ()  # which folds to run (empty: all)
-    validation: str = "inner"  # model selection on held-out training groups | next_fold (fold k+1)
+    validation: str = "inner"  # model selection on held-out training groups | next_fold (fold k+1) | none (last epoch)
     validation_group: str = "speaker"  # manifest column held out whole for inner validation
     validation_fraction: float = 0.1  # share of the training groups held out (at least one)
     low_resource: tuple[int, ...] = (100,)  # % of the training labels, one run each
@@ -62,7 +63,9 @@ class TrainConfig:
     fusion: str = "concat"  # classical models: concat | sum | product | late
     only: str | None = None  # one modality (audio | visual | text): gru_probe (default audio), classical baselines
     select: str | None = None  # "column=value": only these clips (e.g. split=pool: pretrain on an unlabelled pool)
+    max_frame_gap: int | None = None  # drop clips whose audio and visual valid frames differ by more (Tran: 5)
     stop_after: int | None = None  # stop after this many epochs (resume continues)
+    keep: str = "all"  # files kept once a run is complete: all | best (best.pt) | last (checkpoint.pt) | none
 
     def __post_init__(self) -> None:
         if self.only and self.model not in (*CLASSICAL, "gru_probe"):
@@ -86,12 +89,14 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
-        if self.validation not in ("inner", "next_fold"):
-            raise ValueError(f"validation must be inner or next_fold, not {self.validation!r}")
+        if self.validation not in ("inner", "next_fold", "none"):
+            raise ValueError(f"validation must be inner, next_fold or none, not {self.validation!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in (0, 1)")
         if self.select is not None and "=" not in self.select:
             raise ValueError(f"select expects COLUMN=VALUE (e.g. split=pool), got {self.select!r}")
+        if self.keep not in KEEP:
+            raise ValueError(f"keep must be one of {KEEP}, not {self.keep!r}")
         if self.low_resource_seeds < 1:
             raise ValueError("low_resource_seeds must be >= 1")
         if any(not 0 < n <= 100 for n in self.low_resource):

@@ -68,7 +68,8 @@ class StoreData:
 
     def __init__(self, store: str, modalities: dict[str, str], view: str = DEFAULT_VIEW, label: str | None = None,
                  task: str = "classification", window: int = 50, frame_targets: str | None = None,
-                 classes: list[str] | None = None, all_windows: bool = False, select: str | None = None) -> None:
+                 classes: list[str] | None = None, all_windows: bool = False, select: str | None = None,
+                 max_frame_gap: int | None = None) -> None:
         self.store = FeatureStore(store)
         self.modalities, self.window, self.task, self.label = modalities, window, task, label
         self.frame_targets, self.all_windows = frame_targets, all_windows
@@ -91,6 +92,15 @@ class StoreData:
             if self.meta.empty:
                 raise ValueError(f"select {select!r} matches no clip with the features; "
                                  f"{column} has {sorted(manifest[column].astype(str).unique())[:10]}")
+        self.misaligned: list[str] = []
+        if max_frame_gap is not None and {"audio", "visual"} <= set(modalities):
+            # Tran & Soleymani: drop a clip whose audio and visual *feature* sequences differ by more than N
+            # frames once low-confidence frames are gone (the view's masks, counted from the index)
+            n = {m: (rows[e].loc[self.meta.index, "valid"] * rows[e].loc[self.meta.index, "length"]).round()
+                 for m, e in modalities.items() if m in ("audio", "visual")}
+            bad = (n["audio"] - n["visual"]).abs() > max_frame_gap
+            self.misaligned = list(self.meta.index[bad.to_numpy()])
+            self.meta = self.meta[~bad.to_numpy()]
         if label is not None:
             if label not in self.meta.columns:
                 raise ValueError(f"label column {label!r} not in the manifest; columns: {list(self.meta.columns)}")

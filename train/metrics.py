@@ -26,7 +26,9 @@ def classification(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -
         # balanced accuracy = mean recall over the classes present in y_true (no warning when a prediction
         # falls in a class absent from this partition)
         "unweighted_accuracy": float(r[support > 0].mean()) if (support > 0).any() else 0.0,
-        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        # macro-F1 over the classes present in y_true, as UA: a class the test set lacks (a small fold) would
+        # otherwise count as F1 = 0 and pull the mean down for a reason that is not the model's
+        "macro_f1": float(f[support > 0].mean()) if (support > 0).any() else 0.0,
         "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                           "support": int(support[i])} for i, c in enumerate(classes)},
         "confusion": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),

@@ -50,11 +50,17 @@ def _nearest_l1(b: Batch, marks: np.ndarray) -> float:
     return total
 
 
+def _mean(pairs: list[tuple[float, int]]) -> float:
+    """Mean over batches weighted by their masked frames; NaN when nothing was masked (0.0 would read as perfect)."""
+    total = sum(w for _, w in pairs)
+    return float(sum(v * w for v, w in pairs) / total) if total else math.nan
+
+
 def pretrain(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     seed_everything(cfg.seed)
     device = device_for(cfg.device)
     data = StoreData(cfg.store, {"audio": cfg.audio, "visual": cfg.visual}, cfg.view, label=None,
-                     window=cfg.window, all_windows=True, select=cfg.select)
+                     window=cfg.window, all_windows=True, select=cfg.select, max_frame_gap=cfg.max_frame_gap)
     out = Path(cfg.out)  # after the store opened: a run that cannot read it leaves no folder behind
     out.mkdir(parents=True, exist_ok=True)
     n = len(data.clips)
@@ -85,15 +91,22 @@ def pretrain(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
                 idx = val_s[i : i + 256]
                 b = data.batch(idx)
                 marks = masking.static((b.mask["audio"] | b.mask["visual"]).numpy(), idx, mcfg, cfg.seed)
-                vl.append(float(_loss(model, b, marks, np.random.default_rng([cfg.seed, 7]), device)))
-                nl.append(_nearest_l1(b, marks))
-        history.append({"epoch": epoch + 1, "train_l1": float(np.mean(losses)), "val_l1": float(np.mean(vl)),
-                        "val_l1_nearest_frame": float(np.mean(nl))})
+                if not (marks > 0).any():  # nothing masked in this batch: no loss to score (not a loss of 0)
+                    continue
+                weight = int((marks > 0).sum())
+                vl.append((float(_loss(model, b, marks, np.random.default_rng([cfg.seed, 7]), device)), weight))
+                nl.append((_nearest_l1(b, marks), weight))
+        history.append({"epoch": epoch + 1, "train_l1": float(np.mean(losses)), "val_l1": _mean(vl),
+                        "val_l1_nearest_frame": _mean(nl), "val_masked_frames": sum(w for _, w in vl)})
         h = history[-1]
-        log(f"  epoch {epoch + 1}/{cfg.epochs} train L1 {h['train_l1']:.4f} val L1 {h['val_l1']:.4f} "
-            f"(nearest-frame baseline {h['val_l1_nearest_frame']:.4f})")
+        log(f"  epoch {epoch + 1}/{cfg.epochs} train L1 {h['train_l1']:.4f} " + (
+            f"val L1 {h['val_l1']:.4f} (nearest-frame baseline {h['val_l1_nearest_frame']:.4f})"
+            if h["val_masked_frames"] else "val L1 not measured: no validation frame was masked (windows "
+            "shorter than the 3-frame spans, or no valid frames); use longer clips or more of them"))
     path = out / "pretrained.pt"
-    save_atomic({"model": model.state_dict(), "norm": data.norm_state()}, path)
+    meta = {**{k: cfg.to_dict()[k] for k in ("model", "size", "audio", "visual", "window", "options")},
+            "model": "mult", "dims": dict(data.dims)}  # fine-tuning refuses a checkpoint of other settings
+    save_atomic({"model": model.state_dict(), "norm": data.norm_state(), "config": meta}, path)
     (out / "pretrain.json").write_text(json.dumps({"config": cfg.to_dict(), "history": history}, indent=1,
                                                   default=str))
     return path

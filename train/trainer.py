@@ -28,6 +28,7 @@ from train.data import Batch, StoreData
 from train.losses import loss_fn
 from train.optim import Schedule, make_optimizer
 from train.partitions import low_resource, partitions
+from train.pretrained import compatible_state
 from train.report import public
 from train.step import optimise
 
@@ -59,11 +60,14 @@ def load_data(cfg: TrainConfig) -> StoreData:
         mods = {only: mods[only]}
     return StoreData(cfg.store, mods, cfg.view, None if cfg.task == "frame_regression" else cfg.label,
                      "classification" if cfg.task == "classification" else "regression", cfg.window,
-                     cfg.frame_targets, select=cfg.select)
+                     cfg.frame_targets, select=cfg.select, max_frame_gap=cfg.max_frame_gap)
 
 
 def run(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     data = load_data(cfg)  # first: a run that cannot read its store leaves no run directory behind
+    if data.misaligned:
+        log(f"warning: {len(data.misaligned)} clip(s) left out: audio and visual valid frames differ by more than "
+            f"{cfg.max_frame_gap} (e.g. {data.misaligned[0]})")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
@@ -74,6 +78,9 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         variants.append(("scratch", None))
     missing: dict[str, list[str]] = {}
     for k, (fold, parts) in enumerate(cfg_partitions(data, cfg)):
+        if cfg.model in CLASSICAL or cfg.validation == "none":  # nothing to select: every non-test clip trains
+            parts = {**parts, "train": np.union1d(parts["train"], parts["validation"]),
+                     "validation": parts["validation"][:0]}
         for percent in cfg.low_resource:
             repeats = cfg.low_resource_seeds if percent < 100 else 1
             for rep in range(repeats):  # a new stratified subset per fold and repeat, and a new initialisation
@@ -109,7 +116,8 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def cfg_partitions(data: StoreData, cfg: TrainConfig) -> list[tuple[str, dict]]:
-    return partitions(data.meta, cfg.protocol, cfg.folds, cfg.validation, cfg.validation_group,
+    return partitions(data.meta, cfg.protocol, cfg.folds, "inner" if cfg.validation == "none" else cfg.validation,
+                      cfg.validation_group,
                       cfg.validation_fraction, cfg.seed)
 
 
@@ -119,22 +127,28 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
     seed_everything(cfg.seed)
     device = device_for(cfg.device)
     run_dir.mkdir(parents=True, exist_ok=True)
+    done = finished(run_dir, cfg)
+    if done is not None:  # complete, its checkpoints perhaps not kept (--keep): the saved result stands
+        log("  complete (result.json): not trained again")
+        return done
     n_out = len(data.classes) if cfg.task == "classification" else (
         data.dims_targets if cfg.task == "frame_regression" else 1)
     saved = torch.load(pretrained, map_location="cpu", weights_only=True) if pretrained else {}
+    # one normalisation policy for both arms of a pretrained-vs-scratch comparison: the scratch arm uses the
+    # pretraining statistics too when the fine-tuned arm does, so the comparison measures pretraining alone
+    norm_source = (pretrained or cfg.pretrained) if cfg.pretrained_norm else None
     data.norm.clear()
     if zscore_inputs(cfg):
-        if cfg.pretrained_norm and data.load_norm(saved.get("norm", {})):
+        stats = torch.load(norm_source, map_location="cpu", weights_only=True).get("norm", {}) if norm_source else {}
+        if data.load_norm(stats):
             log("  inputs standardised with the pretraining statistics saved in the checkpoint")
         else:
             data.fit_norm(train_clips)
     model = build(cfg, data.dims, n_out).to(device)
     if pretrained:
-        state = saved["model"]
-        own = model.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        usable = compatible_state(saved, model, cfg, data.dims, pretrained)
         model.load_state_dict(usable, strict=False)
-        log(f"  loaded {len(usable)}/{len(own)} tensors from {pretrained}")
+        log(f"  loaded {len(usable)}/{len(model.state_dict())} tensors from {pretrained}")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"  {cfg.model}: {n_params:,} parameters")
     for line in small_data_warnings(cfg, data, train_clips, val_clips, n_params):
@@ -170,26 +184,51 @@ def train_one(cfg: TrainConfig, data: StoreData, train_clips: np.ndarray, val_cl
                 return criterion(pred, b.y.to(device), None if b.y_mask is None else b.y_mask.to(device))
 
             losses.append(optimise(model, opt, sched, loss_of, cfg.grad_clip, amp))
-        val = evaluate(model, cfg, data, val_s, device)
-        score = _score(val, cfg)
+        # without a validation set (validation: none, MATER's protocol) the plateau schedule watches the
+        # training loss and the last epoch is the model
+        score = _score(evaluate(model, cfg, data, val_s, device), cfg) if len(val_s) else -float(np.mean(losses))
         sched.epoch_end(score)
-        state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_score": score,
+        state["history"].append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                                 "val_score": score if len(val_s) else float("nan"),
                                  "seconds": time.perf_counter() - t0})
-        if score > state["best"]:
+        if score > state["best"] or not len(val_s):
             state["best"], state["best_model"] = score, {k: v.detach().cpu().clone()
                                                          for k, v in model.state_dict().items()}
         state["epoch"] = epoch + 1
         save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "rng": torch.get_rng_state(), **state}, ckpt)
         log(f"  epoch {epoch + 1}/{cfg.epochs} train loss ({cfg.loss_name}) {np.mean(losses):.4f}, "
-            f"validation {_score_name(cfg)} {score:.4f}")
+            + (f"validation {_score_name(cfg)} {score:.4f}" if len(val_s) else "(no validation set: last epoch kept)"))
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
     save_atomic({"model": model.state_dict(), "norm": data.norm_state()}, run_dir / "best.pt")
     result = evaluate(model, cfg, data, test_s, device, with_fused=True)
     result["history"], result["parameters"], result["complete"] = state["history"], n_params, state[
         "epoch"] >= cfg.epochs
+    result["validation_score"] = float(state["best"]) if len(val_s) else float("nan")  # what selected it
+    if result["complete"]:
+        keep_files(run_dir, cfg, result)
     return result
+
+
+def finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
+    """The saved result of a complete run of this many epochs, or None (train or resume)."""
+    path = run_dir / "result.json"
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    return saved if saved.get("epochs") == cfg.epochs else None
+
+
+def keep_files(run_dir: Path, cfg: TrainConfig, result: dict) -> None:
+    """Write result.json (a rerun reads it), then drop the checkpoints ``keep`` does not ask for: a 12-fold
+    MATER run kept 8 GB of them. ``best`` keeps best.pt (evaluate), ``last`` checkpoint.pt (train further)."""
+    tmp = run_dir / "result.json.tmp"
+    tmp.write_text(json.dumps({**public(result), "epochs": cfg.epochs}, default=str))
+    os.replace(tmp, run_dir / "result.json")
+    drop = {"all": (), "best": ("checkpoint.pt",), "last": ("best.pt",), "none": ("checkpoint.pt", "best.pt")}
+    for name in drop[cfg.keep]:
+        (run_dir / name).unlink(missing_ok=True)
 
 
 @torch.no_grad()
@@ -283,21 +322,26 @@ def summarise(folds: dict) -> dict:
     out: dict = {}
     base = {v: v.split("_seed")[0] for f in folds.values() for v in f}
     flat = {f: {name: _flat(r) for name, r in runs.items()} for f, runs in folds.items()}
-    keys = ["accuracy", "unweighted_accuracy", "macro_f1", "mean_ccc"]
-    keys += sorted({k for f in flat.values() for r in f.values() for k in r if k.endswith(("_ccc", "_accuracy"))
+    keys = ["accuracy", "unweighted_accuracy", "macro_f1", "mean_ccc", "ccc", "mae", "validation_score"]
+    keys += sorted({k for f in flat.values() for r in f.values() for k in r if k.endswith(("_ccc", "_accuracy", "_mae"))
                     and isinstance(r[k], float | int) and k not in keys})
     for v in sorted(set(base.values())):
         for k in keys:
             vals = [r[k] for f in flat.values() for name, r in f.items() if base[name] == v and k in r]
             if vals:
-                out.setdefault(v, {})[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+                out.setdefault(v, {})[k] = {"mean": float(np.mean(vals)), "n": len(vals),  # sample sd (n - 1)
+                                            "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0}
     return out
 
 
 def _flat(r: dict) -> dict:
     """Per-modality accuracies (MATER: each branch alone) and per-target CCCs (valence_ccc, ...) as keys."""
     out = {**r, **{f"{m}_accuracy": a for m, a in r.get("per_modality_accuracy", {}).items()}}
-    out |= {f"{k}_ccc": v["ccc"] for k, v in r.items() if isinstance(v, dict) and "ccc" in v}
+    targets = {k: v for k, v in r.items() if isinstance(v, dict) and "ccc" in v}
+    out |= {f"{k}_ccc": v["ccc"] for k, v in targets.items()} | {f"{k}_mae": v["mae"] for k, v in targets.items()}
+    if len(targets) == 1:  # a single-target run: its CCC and MAE under plain names (a preset's metric columns)
+        (v,) = targets.values()
+        out |= {"ccc": v["ccc"], "mae": v["mae"]}
     return out
 
 

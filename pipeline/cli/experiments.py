@@ -30,7 +30,7 @@ def list_presets() -> None:
 
 @app.command("show")
 def show(name: str = typer.Argument(..., help="preset name or .yaml path")) -> None:
-    """The preset as resolved (after `extends`), with its "differs from the paper" list."""
+    """The preset as resolved (after `extends`), with its generated "differs from the paper" list."""
     import yaml
 
     from pipeline.errors import ConfigError
@@ -41,8 +41,14 @@ def show(name: str = typer.Argument(..., help="preset name or .yaml path")) -> N
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    console.print(escape(yaml.safe_dump({k: v for k, v in p.__dict__.items()}, sort_keys=False, width=110)),
+    from pipeline.experiments.paper_spec import differs
+
+    shown = {k: v for k, v in p.__dict__.items() if k not in ("differs", "spec")}
+    console.print(escape(yaml.safe_dump(shown, sort_keys=False, width=110)), highlight=False)
+    console.print("differs from the paper (generated from its paper spec; a run adds what the data shows):",
                   highlight=False)
+    for line in differs(p) + list(p.differs):
+        console.print(escape(f"- {line}"), highlight=False)
 
 
 @app.command("run")
@@ -64,6 +70,8 @@ def run(
                                          "difference from the paper)"),
     limit: int | None = typer.Option(None, help="only the first N clips of the manifest"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    keep: str = typer.Option("best", help="checkpoints kept once each run is complete: all | best (best.pt, "
+                             "for `pipeline evaluate`) | last (checkpoint.pt) | none (metrics only)"),
 ) -> None:
     """Run a preset end to end and print the paper-style table (also OUT/table.md)."""
     from pipeline.errors import ConfigError
@@ -76,7 +84,8 @@ def run(
         p = preset.customise(preset.load(name), set_, override, substitute)
         with signals:  # extraction installs its own two-step handlers inside
             result = run_experiment(p, str(root), out, store, str(models) if models else None,
-                                    str(cluster) if cluster else None, limit, pretrained, quiet, log=console.print)
+                                    str(cluster) if cluster else None, limit, pretrained, quiet, log=console.print,
+                                    keep=keep)
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM while training: every finished epoch is checkpointed
         console.print("[yellow]stopped[/yellow] while training; finished runs and epochs are kept: run the same "
                       "command again to resume", highlight=False)

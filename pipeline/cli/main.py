@@ -15,6 +15,7 @@ from rich.table import Table
 
 from extractors import registry
 from pipeline.cli import experiments as cli_experiment
+from pipeline.cli import finetune as cli_finetune
 from pipeline.cli import models as cli_models
 from pipeline.cli import training as cli_train
 from pipeline.datasets import manifest
@@ -363,6 +364,7 @@ app.add_typer(cli_experiment.app, name="experiment")
 app.command("pretrain")(cli_train.pretrain)
 app.command("train")(cli_train.train)
 app.command("evaluate")(cli_train.evaluate)
+app.command("finetune")(cli_finetune.finetune)
 
 
 def main() -> None:  # pragma: no cover

@@ -117,6 +117,8 @@ def train(
     device: str | None = _opt("device", "auto | cpu | cuda"),
     opt: list[str] = typer.Option([], "--opt", help="model option NAME=VALUE (repeatable)"),
     stop_after: int | None = typer.Option(None, help="stop after N epochs (run again to resume)"),
+    keep: str | None = _opt("keep", "files kept once a run is complete: all | best (best.pt, for evaluate) | "
+                            "last (checkpoint.pt) | none (metrics only)"),
 ) -> None:
     """Train and evaluate a model under a protocol; writes metrics.json, checkpoints and plots."""
     from pipeline.runtime.stop import TrainingSignals
@@ -131,7 +133,7 @@ def train(
                   pretrained=pretrained,
                   compare_scratch=compare_scratch or None, size=size,
                   fusion=fusion, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                  options=_parse_options(opt) or None, stop_after=stop_after)
+                  options=_parse_options(opt) or None, stop_after=stop_after, keep=keep)
     signals = TrainingSignals()
     try:
         with signals:

@@ -39,6 +39,7 @@ class AffWild2(DatasetAdapter):
     layout = ("<root>/**/{VA_Estimation_Challenge|VA_Set}/{Train_Set|Training_Set,Validation_Set}/<name>.txt, "
               "<root>/**/<video>.{mp4,avi}")
     targets = ("affwild2_va",)
+    protocol_rules = {'split': 'official Train / Validation', 'fold_video_k5': '5 video-disjoint folds'}
 
     def manifest(self, root: Path) -> pd.DataFrame:
         ann_dirs = [d for d in root.rglob("*") if d.is_dir() and d.name in ("VA_Estimation_Challenge", "VA_Set")]

@@ -37,6 +37,8 @@ class CremaD(DatasetAdapter):
     expected = {"clips": 7442, "speakers": 91,
                 "emotion": {"ANG": 1271, "DIS": 1271, "FEA": 1271, "HAP": 1271, "NEU": 1087, "SAD": 1271}}
     label_column = "emotion"
+    protocol_rules = {'split': 'speaker-independent 60/20/20, speakers drawn with seed 0',
+                      'fold_speaker_k10': '10 speaker-disjoint folds'}
 
     def manifest(self, root: Path) -> pd.DataFrame:
         video = {p.stem: p for p in (root / "VideoFlash").glob("*.flv")}

@@ -39,6 +39,7 @@ class Iemocap(DatasetAdapter):
               "transcriptions/*.txt}")
     expected = {"clips": 10039, "speakers": 10, "label_4class": {"ang": 1103, "hap": 1636, "neu": 1708, "sad": 1084}}
     label_column = "label_4class"
+    protocol_rules = {'fold_lo_session': '5 folds, one session as test per fold'}
 
     def manifest(self, root: Path) -> pd.DataFrame:
         sessions = sorted(p for p in root.glob("Session[1-5]") if p.is_dir())
@@ -84,6 +85,11 @@ class Iemocap(DatasetAdapter):
         four = manifest[manifest["label_4class"] != ""]
         compare(report, "4-class turns per session", four["session"].value_counts().sort_index().to_dict(),
                 SESSION_COUNTS_4)
+        blank = manifest[manifest["transcript"].fillna("").astype(str).str.strip() == ""]
+        if len(blank):  # every released turn has its words; text extractors (BERT) would fail on these
+            report.errors.append(f"{len(blank)} of {len(manifest)} turns have no transcript (e.g. "
+                                 f"{blank['clip_id'].iloc[0]}; dialog/transcriptions/*.txt empty or missing lines): "
+                                 "text features cannot be extracted for them; restore the transcription files")
 
 
 def _transcripts(folder: Path) -> dict[str, str]:

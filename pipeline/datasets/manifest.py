@@ -39,6 +39,8 @@ class DatasetAdapter:
     targets: ClassVar[tuple[str, ...]] = ()
     expected: ClassVar[dict] = {}
     label_column: ClassVar[str | None] = None
+    #: what each protocol column of the manifest holds, in words (a preset's paper spec compares them)
+    protocol_rules: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
         self.skipped: list[str] = []  # "path: reason" of what the listing could not read (warned, not fatal)
@@ -164,8 +166,8 @@ def build_with_refusals(dataset: str, root: str | Path, limit: int | None = None
     return build_listing(dataset, root, limit, keep_refused)[:2]
 
 
-def build_listing(dataset: str, root: str | Path, limit: int | None = None,
-                  keep_refused: bool = True) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
+def build_listing(dataset: str, root: str | Path, limit: int | None = None, keep_refused: bool = True,
+                  select: str | None = None) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
     """The manifest, the clips that cannot be processed at all (clip_id -> reason), and the paths the
     listing could not read ("path: reason": an unreadable folder, a symlink loop), to warn about.
 
@@ -183,6 +185,14 @@ def build_listing(dataset: str, root: str | Path, limit: int | None = None,
                 else f"expected layout: {adapter.layout}; `pipeline datasets check --dataset {dataset} --root "
                      f"{root}` says what is missing")
         raise ConfigError(f"dataset {dataset!r} at {root}: no clips found ({hint})")
+    if select:  # a subset the experiment defines (RAVDESS speech takes), before --limit
+        column, value = select.split("=", 1)
+        if column not in df.columns:
+            raise ConfigError(f"select {select!r}: dataset {dataset!r} has no column {column!r}; columns: "
+                              f"{sorted(df.columns)}")
+        df = df[df[column].astype(str) == value].reset_index(drop=True)
+        if df.empty:
+            raise ConfigError(f"select {select!r}: no clip of {dataset!r} at {root} has {column} = {value}")
     if limit is not None:
         df = df.head(limit)
     from pipeline.datasets.checks import lfs_pointers

@@ -50,6 +50,7 @@ class MspImprov(DatasetAdapter):
     layout = "<root>/Evaluation.txt|Evalution.txt, <root>/[Audio/]session<N>/<S01A>/<P|R|S|T>/MSP-IMPROV-*.{avi,wav}"
     expected = {"clips": 8438, "speakers": 12}
     label_column = "label"
+    protocol_rules = {'split': 'sessions 1-4 train, 5 validation, 6 test'}
 
     def manifest(self, root: Path) -> pd.DataFrame:
         label_files = [p for name in ("Evaluation.txt", "Evalution.txt") for p in root.rglob(name)]

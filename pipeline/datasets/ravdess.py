@@ -32,6 +32,8 @@ class Ravdess(DatasetAdapter):
     layout = "<root>/**/Actor_NN/MM-VV-EE-II-SS-RR-AA.{mp4,wav} (any folder split of the Zenodo zips)"
     expected = {"clips": 2452, "speakers": 24}
     label_column = "emotion"
+    protocol_rules = {'split': 'speaker-independent 60/20/20, speakers drawn with seed 0',
+                      'fold_speaker_k12': '12 speaker-disjoint folds'}
 
     def manifest(self, root: Path) -> pd.DataFrame:
         takes: dict[str, dict] = {}

@@ -38,6 +38,7 @@ class ExtractConfig:
     face: FaceConfig = field(default_factory=FaceConfig)
     cluster_file: str | None = None
     limit: int | None = None
+    select: str | None = None  # COLUMN=VALUE: only these manifest rows (a preset's subset, e.g. RAVDESS speech)
     force: bool = False
     dry_run: bool = False
     allow_failures: bool = False
@@ -57,6 +58,8 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if self.shard_size is not None and self.shard_size < 1:
             raise ConfigError("--shard-size must be >= 1")
+        if self.select is not None and "=" not in self.select:
+            raise ConfigError(f"select expects COLUMN=VALUE (e.g. vocal_channel=speech), got {self.select!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError("--limit must be >= 1")
         if self.dtype not in ("float16", "float32"):

@@ -112,7 +112,8 @@ def extract(cfg: ExtractConfig, console: Console | None = None) -> RunReport:
                 weights.resolve("MTCNN")
             except weights.WeightsError as exc:
                 raise ConfigError(f"face stage (--face-detector mtcnn): {exc}; or use --face-detector haar") from None
-    clips, refused, skipped = manifest.build_listing(cfg.dataset, cfg.root, cfg.limit, keep_refused=cfg.allow_failures)
+    clips, refused, skipped = manifest.build_listing(cfg.dataset, cfg.root, cfg.limit, keep_refused=cfg.allow_failures,
+                                                      select=cfg.select)
     for line in skipped[:20]:
         console.print(f"warning: skipped {line}", highlight=False, soft_wrap=True)
     if len(skipped) > 20:

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 PRESETS = Path(__file__).parent / "presets"
 KEYS = {"title", "paper", "dataset", "extract", "pretrain", "pretrained_from", "train", "runs", "metrics", "claims",
-        "differs", "extends"}
-EXTRACT_KEYS = {"extractors", "rate", "method", "min_confidence", "max_duration_gap"}
+        "differs", "extends", "spec"}
+EXTRACT_KEYS = {"extractors", "rate", "method", "min_confidence", "max_duration_gap", "select"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class Preset:
     pretrain: dict[str, Any] | None = None
     pretrained_from: str | None = None
     claims: list[dict[str, Any]] = field(default_factory=list)
-    differs: list[str] = field(default_factory=list)
+    differs: list[str] = field(default_factory=list)  # notes no config value carries, and command-line changes
+    spec: list[dict[str, Any]] = field(default_factory=list)  # the paper's stated settings (paper_spec.py)
 
     @property
     def view(self) -> str:
@@ -82,7 +83,9 @@ def _raw(name: str, seen: tuple[str, ...] = ()) -> dict:
     if "extends" in raw:
         base = _raw(raw.pop("extends"), (*seen, name))
         differs = base.get("differs", []) + raw.pop("differs", [])
-        raw = merge(base, raw) | {"differs": differs}
+        own = {p["point"]: p for p in raw.pop("spec", []) or []}  # a point of the same name replaces the base's
+        spec = [own.pop(p["point"], p) for p in base.get("spec", []) or []] + list(own.values())
+        raw = merge(base, raw) | {"differs": differs, "spec": spec}
     return raw
 
 
@@ -96,7 +99,7 @@ def load(name: str) -> Preset:
     preset = Preset(name=Path(name).stem, title=raw["title"], paper=raw["paper"], dataset=raw["dataset"],
                     extract=raw["extract"], train=raw["train"], runs=raw.get("runs") or [], metrics=raw["metrics"],
                     pretrain=raw.get("pretrain"), pretrained_from=raw.get("pretrained_from"),
-                    claims=raw.get("claims") or [], differs=raw.get("differs") or [])
+                    claims=raw.get("claims") or [], differs=raw.get("differs") or [], spec=raw.get("spec") or [])
     check(preset)
     return preset
 
@@ -115,12 +118,22 @@ def check(preset: Preset) -> None:
 
     if preset.dataset not in dataset_names():
         raise ConfigError(f"preset {preset.name}: unknown dataset {preset.dataset!r}; known: {dataset_names()}")
+    names = [r["name"] for r in preset.runs]
+    for run in preset.runs:
+        for ref in run.get("best_of", []):
+            if ref.rsplit("/", 1)[0] not in names:
+                raise ConfigError(f"preset {preset.name}, run {run['name']!r}: best_of names {ref!r}; runs: {names}")
     for run in [{"name": "pretrain", "train": preset.pretrain}] * bool(preset.pretrain) + preset.runs:
+        if "best_of" in run:
+            continue
         cfg = merge(preset.train, run.get("train") or {}) if run["name"] != "pretrain" else run["train"]
         try:
             model_config(train_config(cfg, store="-", out="-"))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"preset {preset.name}, run {run['name']!r}: {exc}") from None
+    from pipeline.experiments.paper_spec import check_spec
+
+    check_spec(preset)
 
 
 def train_config(fields: dict[str, Any], **extra: Any) -> TrainConfig:
@@ -144,6 +157,15 @@ def customise(preset: Preset, sets: list[str] = (), overrides: list[str] = (),
         old, _, new = item.partition("=")
         if old not in exts or not new:
             raise ConfigError(f"--substitute {item!r}: expected OLD=NEW with OLD among {sorted(exts)}")
+        from extractors import registry
+
+        try:
+            kinds = {n: registry.get(n).modality for n in (old, new)}
+        except KeyError as exc:
+            raise ConfigError(f"--substitute {item!r}: {exc}") from None
+        if kinds[old] != kinds[new]:
+            raise ConfigError(f"--substitute {item!r}: {new} is a {kinds[new]} extractor and {old} a {kinds[old]} "
+                              f"one; substitute within a modality (`pipeline extractors` lists them)")
         exts = {new if k == old else k: ({} if k == old else v) for k, v in exts.items()
                 if not (k == old and new in exts)}  # NEW already extracted: OLD's runs read it
         for cfg in [train, pretrain or {}] + [r.get("train") or {} for r in runs]:

@@ -185,3 +185,37 @@ def test_demo_claims_are_checked_against_every_sd():
     paired = {"values": [0.5, 0.6, 0.4]}
     md = report(rows({**s(0.50, 0.07, 0.14), **paired}, s(0.80, None, 0.12)), pre)
     assert "ahead in" not in md  # scratch has no values: nothing to pair
+
+
+def test_fine_tuning_refuses_a_pretraining_of_another_size_or_feature(store, tmp_path):
+    """It loaded "2 of 242 tensors" and exited 0 (a meaningless "pretrained" row) or failed deep inside."""
+    small = dict(store=str(store), window=20, batch_size=8, epochs=1)
+    ckpt = pretrain(TrainConfig(out=str(tmp_path / "pre"), size="small", **small), log=lambda *a: None)
+    other = TrainConfig(out=str(tmp_path / "ft"), model="mult", size="base", pretrained=str(ckpt), **small)
+    with pytest.raises(ValueError, match="pretrained with other settings.*size 'small' there, 'base' here"):
+        trainer.run(other, log=lambda *a: None)
+    feature = TrainConfig(out=str(tmp_path / "ft2"), model="mult", size="small", pretrained=str(ckpt),
+                          visual="egemaps", **small)
+    with pytest.raises(ValueError, match="visual 'face_hog' there, 'egemaps' here"):
+        trainer.run(feature, log=lambda *a: None)
+
+
+def test_keep_none_leaves_metrics_only_and_a_rerun_reads_them(store, tmp_path):
+    cfg = TrainConfig(store=str(store), out=str(tmp_path / "r"), model="lf_gru", size="small", window=20,
+                      batch_size=8, epochs=1, keep="none")
+    first = trainer.run(cfg, log=lambda *a: None)
+    assert not list((tmp_path / "r").rglob("*.pt")) and list((tmp_path / "r").rglob("result.json"))
+    lines: list[str] = []
+    again = trainer.run(cfg, log=lines.append)
+    assert any("not trained again" in ln for ln in lines)
+    assert again["summary"] == first["summary"]
+
+
+def test_without_a_validation_set_every_non_test_clip_trains_and_the_last_epoch_is_kept(store, tmp_path):
+    """MATER's protocol: all non-test subjects train; the plateau schedule watches the training loss."""
+    lines: list[str] = []
+    cfg = TrainConfig(store=str(store), out=str(tmp_path / "r"), model="lf_gru", size="small", window=20,
+                      batch_size=8, epochs=2, validation="none", schedule="plateau")
+    res = trainer.run(cfg, log=lines.append)
+    assert any("validation 0, test" in ln for ln in lines) and any("last epoch kept" in ln for ln in lines)
+    assert np.isnan(res["folds"]["split"]["model_100pct"]["validation_score"])

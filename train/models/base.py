@@ -13,6 +13,8 @@ from torch import nn
 class Model(nn.Module):
     """Base of the trainer's models (adds no parameters, so state dicts are unchanged)."""
 
+    fusion_rule = ""  # how the modalities are combined, in words (a preset's paper spec compares it)
+
     def branches(self, audio: torch.Tensor, visual: torch.Tensor, mask_a: torch.Tensor,
                  mask_v: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-modality outputs ``{"audio": [B, n_out], "visual": ...}`` of a model whose prediction combines

@@ -44,6 +44,7 @@ class _BiGRU(nn.Module):
 
 class EFGRU(Model):
     """Early fusion: frame-wise concatenation of the modalities, one bidirectional GRU."""
+    fusion_rule = 'per-frame concatenation before one bidirectional GRU'
 
     def __init__(self, audio_dim: int, visual_dim: int, n_out: int, cfg: GRUConfig = EF_BASE) -> None:
         super().__init__()
@@ -59,6 +60,7 @@ class EFGRU(Model):
 
 class LFGRU(Model):
     """Late fusion: one bidirectional GRU per modality, final states concatenated."""
+    fusion_rule = 'one bidirectional GRU per modality, final states concatenated'
 
     def __init__(self, audio_dim: int, visual_dim: int, n_out: int, cfg: GRUConfig = LF_BASE) -> None:
         super().__init__()
@@ -74,6 +76,7 @@ class LFGRU(Model):
 
 class GRUProbe(Model):
     """One modality, single-layer GRU (hidden 512, dropout 0.2): compares base features."""
+    fusion_rule = 'none (one modality)'
 
     def __init__(self, d_in: int, n_out: int, cfg: GRUConfig = PROBE) -> None:
         super().__init__()

@@ -51,6 +51,7 @@ class Cross(nn.Module):
 
 
 class JMT(Model):
+    fusion_rule = 'joint stream + six cross-attentions, concatenated -> FC 1024 -> FC 128 -> 1 per target'
     frame_level = True
 
     def __init__(self, audio_dim: int, visual_dim: int, cfg: JMTConfig = JMTConfig()) -> None:

@@ -1,5 +1,6 @@
 """MATER (Ghaleb, Niehues, Asteriadis): one 6-layer transformer encoder per modality over window
-embeddings with sinusoidal positions, mean pooling, two FC layers per modality, predictions averaged.
+embeddings with sinusoidal positions, mean pooling, two FC layers per modality, their linear outputs
+averaged (the paper's Eq. 3).
 ``positions=False`` / ``attention=False`` give the paper's ablations (attention off = FFN-only layers).
 Heads / FFN / dropout are not in the paper: Vaswani's defaults (8 heads, 2048) are used. Each window
 embedding is l2-normalised as it comes from the store (the trainer does not z-score MATER's inputs)."""
@@ -75,6 +76,7 @@ class Branch(nn.Module):
 
 
 class MATER(Model):
+    fusion_rule = "mean of the two branches' linear outputs (Eq. 3)"
     def __init__(self, audio_dim: int, visual_dim: int, n_out: int, cfg: MATERConfig = MATERConfig()) -> None:
         super().__init__()
         self.audio, self.visual = Branch(audio_dim, n_out, cfg), Branch(visual_dim, n_out, cfg)
@@ -87,4 +89,4 @@ class MATER(Model):
 
     def forward(self, audio: Tensor, visual: Tensor, mask_a: Tensor, mask_v: Tensor) -> Tensor:
         a, v = self.branches(audio, visual, mask_a, mask_v).values()
-        return (a.softmax(-1) + v.softmax(-1)).div(2).clamp_min(1e-8).log()  # averaged predictions, as log-probs
+        return (a + v) / 2  # the paper's Eq. 3: the mean of the branches' linear outputs, then softmax / CE

@@ -110,6 +110,7 @@ class Encoder(nn.Module):
 
 class MulT(Model):
     """Outputs ``h`` [B, T, 2d]; ``reconstruct`` gives the pretraining outputs, ``classify`` the head."""
+    fusion_rule = 'cross-modal transformers A->V, V->A, then self-attention; last states concatenated'
 
     def __init__(self, audio_dim: int, visual_dim: int, cfg: MulTConfig = BASE, n_out: int = 0) -> None:
         super().__init__()

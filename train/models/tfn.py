@@ -22,13 +22,26 @@ class TFNConfig:
     post_dropout: float = 0.5
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """BatchNorm that accepts a batch of one clip while training (a subset's last batch: 1 in 64 subsets at
+    batch 64): it is normalised with the running statistics instead of failing ("Expected more than 1 value
+    per channel"), and the running statistics are left as they are."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False,
+                                            0.0, self.eps)
+        return super().forward(x)
+
+
 class SubNet(nn.Sequential):
     def __init__(self, d_in: int, hidden: int, dropout: float) -> None:
-        super().__init__(nn.BatchNorm1d(d_in), nn.Dropout(dropout), nn.Linear(d_in, hidden), nn.ReLU(),
+        super().__init__(BatchNorm(d_in), nn.Dropout(dropout), nn.Linear(d_in, hidden), nn.ReLU(),
                          nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
 
 
 class TFN(Model):
+    fusion_rule = 'outer product of the 1-extended subnet outputs'
     pooled = True  # consumes clip-level vectors
 
     def __init__(self, audio_dim: int, visual_dim: int, n_out: int, cfg: TFNConfig = TFNConfig()) -> None:
