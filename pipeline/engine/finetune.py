@@ -163,7 +163,6 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Path:
     import torch
 
     from extractors import registry, weights
-    from train.losses import ccc_loss
 
     if cfg.models_dir:
         weights.set_models_dir(cfg.models_dir)
@@ -209,8 +208,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Path:
             idx = order[i : i + cfg.batch_size]
             pred = head(ext.embed([units[j] for j in idx]).float())
             target = yt[idx].to(pred.device)
-            loss = torch.nn.functional.cross_entropy(pred, target) if classes else sum(
-                ccc_loss(pred[:, k], target[:, k]) for k in range(n_out)) / n_out
+            loss = torch.nn.functional.cross_entropy(pred, target) if classes else _one_minus_ccc(pred, target)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -225,6 +223,14 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Path:
     folder = install(cfg, ext, base, {"units": len(units), "history": history, "classes": classes})
     log(f"registered {cfg.name} (fine-tuned from {base.name}) in {folder}: --set {cfg.extractor}.weights={cfg.name}")
     return folder
+
+
+def _one_minus_ccc(pred: Any, target: Any) -> Any:
+    """1 - Lin's CCC per target (population moments), averaged: JMT's loss."""
+    pm, tm = pred.mean(0), target.mean(0)
+    cov = ((pred - pm) * (target - tm)).mean(0)
+    ccc = 2 * cov / (pred.var(0, unbiased=False) + target.var(0, unbiased=False) + (pm - tm) ** 2 + 1e-8)
+    return (1 - ccc).mean()
 
 
 def install(cfg: FinetuneConfig, ext: Any, base: Any, record: dict[str, Any]) -> Path:

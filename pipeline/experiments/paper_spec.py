@@ -15,12 +15,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline.errors import ConfigError
 
-if TYPE_CHECKING:
-    from pipeline.experiments.preset import Preset
+Preset = Any  # pipeline.experiments.preset.Preset, which imports this module (check_spec): not imported back
 
 UNSTATED = "unstated by the paper"
 # facts of the trainer that every neural run has and no config field names (train/trainer.py, train/step.py)
@@ -120,7 +119,7 @@ def fusion_rule(cfg: Any) -> str:
 def resolve(preset: Preset) -> dict[str, Any]:
     """The run configuration as it will be used, flattened to dotted keys (see the module docstring)."""
     from extractors import registry
-    from pipeline.experiments.preset import merge
+    from pipeline.experiments.merge import merge
 
     out: dict[str, Any] = {"dataset": preset.dataset, "subset": preset.extract.get("select") or "every clip",
                            "runs": [r["name"] for r in preset.runs], "metrics": list(preset.metrics)}

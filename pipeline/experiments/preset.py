@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pipeline.errors import ConfigError
+from pipeline.experiments.merge import merge
 from stores.views import DEFAULT_RATE, view_name
 
 if TYPE_CHECKING:
@@ -60,14 +61,6 @@ class Preset:
 
 def names() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.yaml"))
-
-
-def merge(base: dict, over: dict) -> dict:
-    """Deep merge of mappings; lists and scalars in ``over`` replace those of ``base``."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def _raw(name: str, seen: tuple[str, ...] = ()) -> dict:
