@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,10 +45,21 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+#: ``NAME@WEIGHTS``: extractor NAME with its ``weights`` option set to WEIGHTS, stored as a stream of its own,
+#: so features of fine-tuned weights (one per fold, say) live beside the public checkpoint's in one store.
+STREAM = re.compile(r"^([a-z0-9_]+)@([A-Za-z0-9_-]+)$")
+
+
+def base_name(name: str) -> str:
+    """The registered extractor behind a stream name (``bert@BERT_FOLD0`` -> ``bert``)."""
+    m = STREAM.match(name)
+    return m.group(1) if m else name
+
+
 def get(name: str) -> type[Extractor]:
     load_builtins()
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[base_name(name)]
     except KeyError:
         raise UnknownExtractorError(
             f"unknown extractor {name!r}; known extractors: {', '.join(sorted(_REGISTRY))}"
@@ -59,6 +71,12 @@ def make_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
     cls = get(name)
     overrides = dict(overrides or {})
     fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    m = STREAM.match(name)
+    if m:
+        if "weights" not in fields:
+            raise ValueError(f"{name!r}: {m.group(1)} has no learned weights; NAME@WEIGHTS names a stream of an "
+                             "extractor with a weights option (e.g. bert@BERT_FOLD0)")
+        overrides.setdefault("weights", m.group(2))
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(

@@ -81,18 +81,39 @@ class VideoMAE(Extractor):
         std = torch.tensor(p["std"], device=x.device)[None, :, None, None]
         return ((x - mean) / std).unflatten(0, (n, t))
 
+    # -- fine-tuning (pipeline finetune): 16-frame groups, mirrored half the time while training (Babaali's) --
+    def _groups(self, seg: VideoSegment) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        k, n = self.window_multiple, len(seg.frames)
+        return [(seg.frames[np.minimum(np.arange(s, s + k), n - 1)],
+                 (float(seg.times[s]), float(seg.ends[min(s + k, n) - 1]))) for s in range(0, n, k)]
+
+    def train_units(self, seg: VideoSegment) -> list[tuple[np.ndarray, tuple[float, float]]]:
+        return self._groups(seg)
+
+    def trainable(self) -> Any:
+        return self.model
+
+    def embed(self, units: list[np.ndarray]) -> Any:
+        import torch
+
+        x = self._transform(np.stack(units))
+        if self.model.training:  # horizontal mirroring with probability 0.5 per group
+            flip = torch.rand(len(x)) < 0.5
+            x[flip] = x[flip].flip(-1)
+        return self.model(pixel_values=x).last_hidden_state.mean(1)
+
+    def save_weights(self, folder: Any) -> None:
+        self.model.save_pretrained(str(folder), safe_serialization=True)
+
     def compute(self, batch: Sequence[VideoSegment]) -> list[Features]:
         from extractors.torch_util import inference
 
         self.ensure_setup()
-        k = self.window_multiple
         groups, spans = [], []
         for seg in batch:
-            n = len(seg.frames)
-            spans.append([])
-            for s in range(0, n, k):
-                groups.append(seg.frames[np.minimum(np.arange(s, s + k), n - 1)])
-                spans[-1].append((float(seg.times[s]), float(seg.ends[min(s + k, n) - 1])))
+            got = self._groups(seg)
+            groups += [g for g, _ in got]
+            spans.append([sp for _, sp in got])
         outs = []
         with inference(self.device, self.config.precision):
             for i in range(0, len(groups), self.config.batch_groups):

@@ -96,7 +96,7 @@ class StoreData:
         if max_frame_gap is not None and {"audio", "visual"} <= set(modalities):
             # Tran & Soleymani: drop a clip whose audio and visual *feature* sequences differ by more than N
             # frames once low-confidence frames are gone (the view's masks, counted from the index)
-            n = {m: (rows[e].loc[self.meta.index, "valid"] * rows[e].loc[self.meta.index, "length"]).round()
+            n = {m: (rows[e].loc[self.meta.index, "valid"].fillna(1.0) * rows[e].loc[self.meta.index, "length"]).round()
                  for m, e in modalities.items() if m in ("audio", "visual")}
             bad = (n["audio"] - n["visual"]).abs() > max_frame_gap
             self.misaligned = list(self.meta.index[bad.to_numpy()])

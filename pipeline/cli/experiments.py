@@ -70,10 +70,15 @@ def run(
                                          "difference from the paper)"),
     limit: int | None = typer.Option(None, help="only the first N clips of the manifest"),
     quiet: bool = typer.Option(False, help="no progress bar"),
+    no_finetune: bool = typer.Option(False, "--no-finetune", help="skip the preset's backbone fine-tuning step "
+                                     "(public checkpoints; listed as a difference from the paper)"),
+    finetune_override: list[str] = typer.Option([], help="fine-tuning option NAME=VALUE for every backbone, e.g. "
+                                                "epochs=1 (listed as a difference from the paper)"),
     keep: str = typer.Option("best", help="checkpoints kept once each run is complete: all | best (best.pt, "
                              "for `pipeline evaluate`) | last (checkpoint.pt) | none (metrics only)"),
 ) -> None:
     """Run a preset end to end and print the paper-style table (also OUT/table.md)."""
+    from extractors.weights import WeightsError
     from pipeline.errors import ConfigError
     from pipeline.experiments import preset
     from pipeline.experiments.runner import run_experiment, table
@@ -81,7 +86,10 @@ def run(
 
     signals = TrainingSignals()
     try:
-        p = preset.customise(preset.load(name), set_, override, substitute)
+        from extractors import weights
+
+        weights.set_models_dir(str(models) if models else None)  # the user's own weights are named in checks
+        p = preset.customise(preset.load(name), set_, override, substitute, finetune_override, no_finetune)
         with signals:  # extraction installs its own two-step handlers inside
             result = run_experiment(p, str(root), out, store, str(models) if models else None,
                                     str(cluster) if cluster else None, limit, pretrained, quiet, log=console.print,
@@ -90,7 +98,7 @@ def run(
         console.print("[yellow]stopped[/yellow] while training; finished runs and epochs are kept: run the same "
                       "command again to resume", highlight=False)
         raise typer.Exit(signals.exit_code()) from None
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, WeightsError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     except RunStopped as exc:  # Ctrl-C / SIGTERM during extraction: the same command resumes

@@ -138,8 +138,9 @@ def parse_extractors(text: str | None, settings: list[str] | None = None,
     names = [n.strip() for n in (text or ",".join(DEFAULT_EXTRACTORS)).split(",") if n.strip()]
     known = registry.names()
     for n in names:
-        if n not in known:
-            raise ConfigError(f"unknown extractor {n!r}; known extractors: {', '.join(known)}")
+        if registry.base_name(n) not in known:
+            raise ConfigError(f"unknown extractor {n!r}; known extractors: {', '.join(known)} (NAME@WEIGHTS: "
+                              "NAME with those weights, as a stream of its own)")
     if len(set(names)) != len(names):
         raise ConfigError(f"extractor listed twice in --extractors {text!r}")
     out: dict[str, dict[str, Any]] = {n: {} for n in names}

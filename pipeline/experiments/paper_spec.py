@@ -135,10 +135,26 @@ def resolve(preset: Preset) -> dict[str, Any]:
             out[f"extract.{name}.frames_per_window"] = 1 + (round(c.window_s * c.sample_rate) - win) // hop
         w = getattr(ext, "weights_name", None)
         if w:
-            from extractors.weights import get_weights
+            from extractors.weights import WeightsError, get_weights
 
-            out[f"extract.{name}.weights_trained_on"] = get_weights(getattr(s.config, "weights", "") or w).meta.get(
-                "dataset", getattr(s.config, "weights", "") or w)
+            chosen = getattr(s.config, "weights", "") or w
+            try:
+                trained_on = get_weights(chosen).meta.get("dataset", chosen)
+            except WeightsError:  # the user's own weights, in a model directory not known yet here
+                trained_on = f"the user's own ({chosen})"
+            out[f"extract.{name}.weights_trained_on"] = trained_on
+            if name in (preset.finetune or {}):  # the preset fine-tunes it first (backbones.py)
+                out[f"extract.{name}.weights_trained_on"] = preset.dataset
+                out[f"extract.{name}.fine_tuned_from"] = getattr(s.config, "weights", "") or w
+            if name in (preset.finetune or {}):
+                from pipeline.engine.finetune import FinetuneConfig
+                from pipeline.experiments.backbones import OPTIONS
+
+                defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig) if f.name in OPTIONS}
+                for k, v in {**defaults, **(preset.finetune[name] or {})}.items():
+                    out[f"finetune.{name}.{k}"] = v
+                out[f"finetune.{name}.model_kept"] = "the last epoch"  # engine/finetune.py: no validation split
+                out[f"finetune.{name}.head_dropout"] = 0.0  # a plain linear head on the embedding
     align = {"rate": preset.extract.get("rate"), "method": preset.extract.get("method", "mean"),
              "min_confidence": preset.extract.get("min_confidence"),
              "max_duration_gap": preset.extract.get("max_duration_gap", 1.0)}
@@ -219,4 +235,8 @@ def _gone(preset: Preset, key: str) -> str | None:
     parts = key.split(".")
     if parts[0] == "extract" and len(parts) > 2 and parts[1] not in preset.extract.get("extractors", {}):
         return f"extractor {parts[1]}"
+    if parts[0] == "finetune" and len(parts) > 2 and parts[1] not in (preset.finetune or {}):
+        return f"the fine-tuning of {parts[1]}"
+    if parts[0] == "runs" and len(parts) > 2 and not any(key.startswith(f"runs.{r['name']}.") for r in preset.runs):
+        return "the run it names (a preset of fewer runs)"
     return None

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 PRESETS = Path(__file__).parent / "presets"
 KEYS = {"title", "paper", "dataset", "extract", "pretrain", "pretrained_from", "train", "runs", "metrics", "claims",
-        "differs", "extends", "spec"}
+        "differs", "extends", "spec", "finetune"}
 EXTRACT_KEYS = {"extractors", "rate", "method", "min_confidence", "max_duration_gap", "select"}
 
 
@@ -53,6 +53,7 @@ class Preset:
     claims: list[dict[str, Any]] = field(default_factory=list)
     differs: list[str] = field(default_factory=list)  # notes no config value carries, and command-line changes
     spec: list[dict[str, Any]] = field(default_factory=list)  # the paper's stated settings (paper_spec.py)
+    finetune: dict[str, dict[str, Any]] = field(default_factory=dict)  # backbones trained first (backbones.py)
 
     @property
     def view(self) -> str:
@@ -92,7 +93,8 @@ def load(name: str) -> Preset:
     preset = Preset(name=Path(name).stem, title=raw["title"], paper=raw["paper"], dataset=raw["dataset"],
                     extract=raw["extract"], train=raw["train"], runs=raw.get("runs") or [], metrics=raw["metrics"],
                     pretrain=raw.get("pretrain"), pretrained_from=raw.get("pretrained_from"),
-                    claims=raw.get("claims") or [], differs=raw.get("differs") or [], spec=raw.get("spec") or [])
+                    claims=raw.get("claims") or [], differs=raw.get("differs") or [], spec=raw.get("spec") or [],
+                    finetune=raw.get("finetune") or {})
     check(preset)
     return preset
 
@@ -124,8 +126,10 @@ def check(preset: Preset) -> None:
             model_config(train_config(cfg, store="-", out="-"))
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"preset {preset.name}, run {run['name']!r}: {exc}") from None
+    from pipeline.experiments import backbones
     from pipeline.experiments.paper_spec import check_spec
 
+    backbones.check(preset)
     check_spec(preset)
 
 
@@ -140,11 +144,21 @@ def _value(text: str) -> Any:  # a YAML scalar or mapping
 
 
 def customise(preset: Preset, sets: list[str] = (), overrides: list[str] = (),
-              substitutes: list[str] = ()) -> Preset:
+              substitutes: list[str] = (), finetune_overrides: list[str] = (), no_finetune: bool = False) -> Preset:
     """Apply command-line changes; each becomes a line of ``differs``."""
     extract, train, pretrain = copy.deepcopy(preset.extract), copy.deepcopy(preset.train), copy.deepcopy(
         preset.pretrain)
     runs, differs = copy.deepcopy(preset.runs), list(preset.differs)
+    finetune = {} if no_finetune else copy.deepcopy(preset.finetune)
+    if no_finetune and preset.finetune:
+        differs.append(f"backbones {', '.join(preset.finetune)} not fine-tuned (--no-finetune)")
+    for item in finetune_overrides:
+        key, _, value = item.partition("=")
+        if not value or not finetune:
+            raise ConfigError(f"--finetune-override {item!r}: expected OPTION=VALUE for a preset with a finetune step")
+        for opts in finetune.values():
+            opts[key] = _value(value)
+        differs.append(f"fine-tuning {key} = {value} (--finetune-override)")
     exts = extract.setdefault("extractors", {})
     for item in substitutes:
         old, _, new = item.partition("=")
@@ -165,6 +179,7 @@ def customise(preset: Preset, sets: list[str] = (), overrides: list[str] = (),
             for key in ("audio", "visual", "text"):
                 if cfg.get(key) == old:
                     cfg[key] = new
+        finetune.pop(old, None)  # the substitute runs with its own weights
         differs.append(f"extractor {old} replaced by {new} (--substitute)")
     extract["extractors"] = exts
     for item in sets:
@@ -184,6 +199,7 @@ def customise(preset: Preset, sets: list[str] = (), overrides: list[str] = (),
         for r in runs:  # an override wins over the runs' own settings of that option
             r["train"] = merge(r.get("train") or {}, over) if key in (r.get("train") or {}) else r.get("train")
         differs.append(f"{key} = {value} (--override)")
-    out = dataclasses.replace(preset, extract=extract, train=train, pretrain=pretrain, runs=runs, differs=differs)
+    out = dataclasses.replace(preset, extract=extract, train=train, pretrain=pretrain, runs=runs, differs=differs,
+                              finetune=finetune)
     check(out)
     return out

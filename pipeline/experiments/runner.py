@@ -7,6 +7,7 @@ the "differs from the paper" list under it (``OUT/table.md``, ``OUT/experiment.j
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from pipeline.engine.config import ExtractConfig
 from pipeline.errors import ConfigError
+from pipeline.experiments import backbones
 from pipeline.experiments.preset import Preset, merge, train_config
 from stores.views import DEFAULT_RATE
 
@@ -75,13 +77,15 @@ def run_experiment(preset: Preset, root: str, out: Path, store: str | None = Non
     from pipeline.engine.run import extract
     from pipeline.experiments.paper_spec import differs
     from train.pretrain import pretrain
-    from train.trainer import run
 
     out.mkdir(parents=True, exist_ok=True)
     store = store or str(out / "store.zarr")
     pretrained = find_pretrained(preset, out, pretrained)
-    log(f"{preset.title}\nextracting {', '.join(preset.extract['extractors'])} from {root} into {store} ...")
-    report = extract(extract_config(preset, root, store, models_dir, cluster_file, limit, quiet),
+    streams = backbones.finetune_all(preset, root, out, models_dir, limit, log)  # fine-tuned backbones first
+    to_extract = dataclasses.replace(preset, extract={**preset.extract, "extractors": backbones.extractors_with_streams(
+        preset, streams)}) if streams else preset
+    log(f"{preset.title}\nextracting {', '.join(to_extract.extract['extractors'])} from {root} into {store} ...")
+    report = extract(extract_config(to_extract, root, store, models_dir, cluster_file, limit, quiet),
                      Console(stderr=True, quiet=quiet))
     if report.task_errors:
         raise ConfigError(f"preset {preset.name}: extraction tasks failed ({report.task_errors[0]}); "
@@ -105,7 +109,7 @@ def run_experiment(preset: Preset, root: str, out: Path, store: str | None = Non
         log(f"training {name} ...")
         said: list[str] = []  # the trainer's warnings reach the table (classes absent from training, ...)
         try:
-            res = run(cfg, log=lambda line, said=said: said.append(line.strip()) if "warning" in line else None)
+            res = _train(cfg, streams, lambda line, said=said: said.append(line.strip()) if "warning" in line else None)
         except (ValueError, RuntimeError) as exc:  # a run that cannot train is a row saying why; the rest runs
             result["runs"].append({"name": name, "out": cfg.out, "summary": {}, "error": str(exc)})
             log(f"  {name}: could not train: {exc}")
@@ -127,6 +131,19 @@ def run_experiment(preset: Preset, root: str, out: Path, store: str | None = Non
     text = table(preset, result)
     (out / "table.md").write_text(text + "\n")
     return result
+
+
+def _train(cfg: Any, streams: backbones.Streams, log: Log) -> dict:
+    """One run; with per-fold fine-tuned backbones, each fold on its own streams, then summarised together."""
+    from train.trainer import run, summarise
+
+    parts = backbones.fold_configs(cfg, streams)
+    if len(parts) == 1:
+        return run(parts[0][1], log=log)
+    folds: dict = {}
+    for _, fold_cfg in parts:
+        folds |= run(fold_cfg, log=log)["folds"]
+    return {"folds": folds, "summary": summarise(folds)}
 
 
 def _variant_label(variant: str) -> str:

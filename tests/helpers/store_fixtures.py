@@ -13,8 +13,10 @@ from stores.feature_store import FeatureStore
 
 
 def synthetic_store(path: Path, n_speakers: int = 10, per_class: int = 2, classes: int = 4, t: int = 20,
-                    audio_dim: int = 8, visual_dim: int = 6, frame_targets: bool = False, seed: int = 0) -> Path:
-    """Classes separable in both modalities (class-specific means), speakers disjoint across splits."""
+                    audio_dim: int = 8, visual_dim: int = 6, frame_targets: bool = False, seed: int = 0,
+                    faceless: int = 0) -> Path:
+    """Classes separable in both modalities (class-specific means), speakers disjoint across splits; the first
+    ``faceless`` clips have valid visual frames only in their first 2 windows (a face lost: Tran's rule)."""
     rng = np.random.default_rng(seed)
     store = FeatureStore(str(path), create=True)
     means_a, means_v = rng.normal(0, 1.5, (classes, audio_dim)), rng.normal(0, 1.5, (classes, visual_dim))
@@ -29,7 +31,8 @@ def synthetic_store(path: Path, n_speakers: int = 10, per_class: int = 2, classe
                 v = means_v[c] + rng.normal(0, 1.0, (n, visual_dim))
                 start = np.arange(n) / 5.0
                 streams["egemaps"].append((clip, Features(a, start, start + 0.2)))
-                streams["face_hog"].append((clip, Features(v, start, start + 0.2)))
+                seen = np.arange(n) < (2 if len(manifest) < faceless else n)
+                streams["face_hog"].append((clip, Features(v, start, start + 0.2, seen)))
                 va = np.stack([np.tanh(a[:, 0] - v[:, 0]), np.tanh(a[:, 1] + v[:, 1])], 1)
                 streams["affwild2_va"].append((clip, Features(va, start, start + 0.2, rng.random(n) > 0.1)))
                 manifest.append({"clip_id": clip, "speaker": f"s{s:02d}", "session": f"s{s:02d}",
@@ -44,7 +47,7 @@ def synthetic_store(path: Path, n_speakers: int = 10, per_class: int = 2, classe
         for (clip, f), (off, length) in zip(items, spans):
             rows.append({"clip_id": clip, "stage": "aligned", "view": "5hz", "extractor": ext, "key": "k",
                          "status": "ok", "reason": "", "part": part, "offset": off, "length": length,
-                         "dim": f.values.shape[1]})
+                         "dim": f.values.shape[1], "valid": float(f.mask.mean())})
     index.commit(store.fs, rows, "synthetic")
     store.save_manifest(pd.DataFrame(manifest))
     return path

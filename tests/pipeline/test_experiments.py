@@ -72,20 +72,24 @@ def test_babaali_iemocap_text_speech_video_fusion_end_to_end(tmp_path):
     root = fx.iemocap(tmp_path / "IEMOCAP", turns)
     out = tmp_path / "exp"
     res = _run("babaali_iemocap", root, out, "--models", str(models), "--set", "bert.weights=TEST_BERT",
-               "--set", "wav2vec2.weights=TEST_W2V", "--set", "videomae.weights=TEST_VMAE")
+               "--set", "wav2vec2.weights=TEST_W2V", "--set", "videomae.weights=TEST_VMAE",
+               "--finetune-override", "epochs=1")
     assert res["extract"]["counts"]["failed"] == 0
     runs = {r["name"]: r["summary"]["model_100pct"] for r in res["runs"]}
     assert len(runs) == 21
     for name, s in runs.items():
         assert s["accuracy"]["n"] == 5, name  # five leave-one-session-out folds
-    fold = json.loads((out / "run03" / "metrics.json").read_text())  # SVM, early fusion (concat)
-    assert fold["folds"]
-    config = json.loads((out / "run04" / "config.json").read_text())  # SVM, early fusion (sum)
-    assert (config["text"], config["audio"], config["visual"], config["fusion"]) == (
-        "bert", "wav2vec2", "videomae", "sum")
+    fold = json.loads((out / "run03" / "fold0" / "metrics.json").read_text())  # SVM, early fusion (concat)
+    assert list(fold["folds"]) == ["fold_0"]
+    config = json.loads((out / "run04" / "fold2" / "config.json").read_text())  # SVM, early fusion (sum), fold 2
+    assert (config["text"], config["audio"], config["visual"], config["fusion"], config["folds"]) == (
+        "bert@babaali_iemocap-bert-fold2", "wav2vec2@babaali_iemocap-wav2vec2-fold2",
+        "videomae@babaali_iemocap-videomae-fold2", "sum", [2])
     table = (out / "table.md").read_text()
     assert "| SVM, early fusion (product) | 100 % labels |" in table and "XGBoost, late fusion" in table
-    assert "bert.weights = TEST_BERT (--set)" in table and "text encoder trained on: paper iemocap" in table
+    assert "bert.weights = TEST_BERT (--set)" in table and "fine-tuning epochs = 1 (--finetune-override)" in table
+    assert "encoder trained on" not in table  # each encoder fine-tuned per fold, as the paper does
+    assert len(list(models.glob("babaali_iemocap-*-fold*"))) == 15  # 3 encoders x 5 folds
 
 
 def _cheap(name: str) -> list[str]:
@@ -131,3 +135,72 @@ def test_every_other_preset_runs_end_to_end_on_its_test_tree(tmp_path):
     proc = cli("experiment", "run", "tran_crema_d", "--root", str(trees["crema-d"]), "--out",
                str(tmp_path / "elsewhere" / "tran_crema_d"))
     assert proc.returncode == 2 and "run `pipeline experiment run tran_pretrain_voxceleb2" in proc.stderr
+
+
+def test_a_preset_fine_tunes_its_backbone_per_fold_and_each_fold_trains_on_its_own_stream(tmp_path):
+    """Babaali's protocol: the text encoder learns each fold's training sessions first (weights registered per
+    fold), its features live as one stream per fold beside each other in one store, and fold k trains and is
+    tested on the stream fine-tuned without fold k."""
+    from tests.helpers.tiny_models import add_bert
+
+    models = tmp_path / "models"
+    add_bert(tmp_path, models)
+    labels = ["neu", "hap", "ang", "sad"]
+    turns = {s: (f"Ses0{s}F_impro0{s}", [(f"Ses0{s}F_impro0{s}_{'FM'[i % 2]}{i:03d}", lab)
+                                         for i, lab in enumerate(labels * 2)]) for s in range(1, 6)}
+    root = fx.iemocap(tmp_path / "IEMOCAP", turns)
+    mine = tmp_path / "text_only.yaml"
+    p = preset.load("babaali_iemocap")
+    text = "\n".join(["extends: babaali_iemocap", "runs:", '  - {name: "SVM, text only", train: {model: svm, only: '
+                      'text}}', "finetune: {bert: {epochs: 1, batch_size: 4}}"])
+    mine.write_text(text + "\n")
+    assert p.finetune["bert"]["lr"] == 2.0e-5
+    out = tmp_path / "exp"
+    proc = cli("experiment", "run", str(mine), "--root", str(root), "--out", str(out), "--quiet", "--models",
+               str(models), "--set", "bert.weights=TEST_BERT", "--substitute", "wav2vec2=egemaps", "--substitute",
+               "videomae=face_hog", timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((out / "experiment.json").read_text())
+    assert res["runs"][0]["folds"] == 5 and res["runs"][0]["summary"]["model_100pct"]["accuracy"]["n"] == 5
+    tuned = sorted(d.name for d in models.glob("text_only-bert-fold*"))
+    assert tuned == [f"text_only-bert-fold{k}" for k in range(5)]
+    from stores.feature_store import FeatureStore
+
+    live = FeatureStore(str(out / "store.zarr")).index()
+    streams = set(live[live["stage"] == "aligned"]["extractor"])
+    assert {f"bert@text_only-bert-fold{k}" for k in range(5)} <= streams and "bert" not in streams
+    cfg = json.loads((out / "run00" / "fold3" / "config.json").read_text())
+    assert cfg["text"] == "bert@text_only-bert-fold3" and cfg["folds"] == [3]
+    assert not any(d.startswith("text encoder trained on") for d in res["differs"]), res["differs"]
+    again = cli("experiment", "run", str(mine), "--root", str(root), "--out", str(out), "--quiet", "--models",
+                str(models), "--set", "bert.weights=TEST_BERT", "--substitute", "wav2vec2=egemaps", "--substitute",
+                "videomae=face_hog", timeout=900)
+    assert again.returncode == 0 and again.stdout.count("fine-tuned already (same settings): reused") == 5
+
+
+@pytest.mark.slow  # R(2+1)D and ResNet-18 fine-tuned on CPU, then JMT: ~2 min
+def test_jmt_fine_tunes_both_backbones_on_affwild2_then_trains_the_fusion_on_them(tmp_path):
+    import torch
+    from torchvision.models.video import r2plus1d_18
+
+    from extractors.resnet18_spectrogram import resnet18_1ch
+
+    models = tmp_path / "models"
+    torch.manual_seed(0)
+    torch.save(r2plus1d_18(weights=None).state_dict(), tmp_path / "r2.pth")
+    torch.save(resnet18_1ch().state_dict(), tmp_path / "rn.pth")
+    cli("models", "add", "START_R2", str(tmp_path / "r2.pth"), "--like", "R2PLUS1D_18_KINETICS400_V1", "--models",
+        str(models), check=True)
+    cli("models", "add", "START_RN", str(tmp_path / "rn.pth"), "--like", "RESNET18_SPECTROGRAM_JMT", "--models",
+        str(models), check=True)
+    root, out = fx.affwild2(tmp_path / "Aff-Wild2"), tmp_path / "exp"
+    res = _run("jmt_affwild2", root, out, "--models", str(models), "--set", "r2plus1d.weights=START_R2", "--set",
+               "resnet18_spectrogram.weights=START_RN", "--set", "r2plus1d.face_size=112", "--finetune-override",
+               "epochs=1", "--override", "epochs=1", "--override", "window=4", "--override", "options={d: 16}")
+    assert res["runs"][0]["summary"], res["runs"]
+    assert sorted(d.name for d in models.glob("jmt_affwild2-*")) == ["jmt_affwild2-r2plus1d",
+                                                                     "jmt_affwild2-resnet18_spectrogram"]
+    cfg = json.loads((out / "run00" / "config.json").read_text())
+    assert (cfg["visual"], cfg["audio"]) == ("r2plus1d@jmt_affwild2-r2plus1d",
+                                             "resnet18_spectrogram@jmt_affwild2-resnet18_spectrogram")
+    assert not any(d.startswith(("visual backbone trained on", "audio backbone trained on")) for d in res["differs"])

@@ -146,3 +146,28 @@ def test_macro_f1_counts_only_classes_the_test_set_has():
 
     out = metrics.classification(np.array([0, 0, 1]), np.array([0, 0, 1]), ["a", "b", "c"])
     assert out["macro_f1"] == 1.0 and out["unweighted_accuracy"] == 1.0
+
+
+def test_sum_and_product_fusion_of_unequal_substitutes_pad_with_the_identity():
+    from train.classical import fuse
+
+    a, b = np.ones((2, 3)), np.full((2, 2), 2.0)
+    np.testing.assert_array_equal(fuse([a, b], "sum"), [[3, 3, 1], [3, 3, 1]])
+    np.testing.assert_array_equal(fuse([a, b], "product"), [[2, 2, 1], [2, 2, 1]])
+
+
+def test_jmt_audio_weights_say_how_to_make_them_not_to_fetch_them(tmp_path):
+    from extractors import weights
+
+    with pytest.raises(weights.WeightsError) as err:
+        weights.resolve("RESNET18_SPECTROGRAM_JMT", tmp_path)
+    assert "pipeline finetune resnet18_spectrogram" in str(err.value) and "models fetch" not in str(err.value)
+
+
+def test_a_stream_name_runs_an_extractor_with_other_weights():
+    from extractors import registry
+
+    s = registry.spec("bert@BERT_FOLD0", {"pooling": "cls"})
+    assert s.name == "bert@BERT_FOLD0" and s.config.weights == "BERT_FOLD0" and registry.get(s.name).name == "bert"
+    with pytest.raises(ValueError, match="no learned weights"):
+        registry.spec("egemaps@X")

@@ -219,3 +219,38 @@ def test_without_a_validation_set_every_non_test_clip_trains_and_the_last_epoch_
     res = trainer.run(cfg, log=lines.append)
     assert any("validation 0, test" in ln for ln in lines) and any("last epoch kept" in ln for ln in lines)
     assert np.isnan(res["folds"]["split"]["model_100pct"]["validation_score"])
+
+
+def test_tran_misalignment_rule_reads_the_feature_sequences_after_the_confidence_filter(tmp_path):
+    """A clip whose visual track keeps 2 valid windows (faces lost or filtered out) while its audio has ~18 is
+    dropped at max_frame_gap 5; container durations (equal here) would have kept it."""
+    store = synthetic_store(tmp_path / "s.zarr", faceless=3)
+    kept = trainer.load_data(TrainConfig(store=str(store), model="lf_gru", window=20))
+    cut = trainer.load_data(TrainConfig(store=str(store), model="lf_gru", window=20, max_frame_gap=5))
+    assert len(kept.clips) - len(cut.clips) == 3 and len(cut.misaligned) == 3
+    assert set(cut.misaligned) <= set(kept.clips) and not set(cut.misaligned) & set(cut.clips)
+
+
+def test_the_scratch_arm_is_standardised_like_the_pretrained_arm(store, tmp_path):
+    """One normalisation policy for both arms: the comparison measures pretraining, not statistics."""
+    small = dict(store=str(store), size="small", window=20, batch_size=8)
+    ckpt = pretrain(TrainConfig(out=str(tmp_path / "pre"), epochs=1, **small), log=lambda *a: None)
+    lines: list[str] = []
+    cfg = TrainConfig(out=str(tmp_path / "ft"), model="mult", epochs=1, pretrained=str(ckpt), compare_scratch=True,
+                      **small)
+    trainer.run(cfg, log=lines.append)
+    assert sum("pretraining statistics" in ln for ln in lines) == 2  # the pretrained arm and the scratch arm
+    saved = torch.load(ckpt, weights_only=True)["norm"]["audio.mean"]
+    scratch = torch.load(tmp_path / "ft" / "split" / "scratch_100pct" / "best.pt", weights_only=True)
+    assert torch.equal(scratch["norm"]["audio.mean"], saved)
+
+
+def test_pretraining_with_nothing_masked_says_so_instead_of_a_perfect_zero(tmp_path):
+    store = synthetic_store(tmp_path / "s.zarr", t=3)  # windows of 1-2 frames: shorter than a 3-frame span
+    lines: list[str] = []
+    pretrain(TrainConfig(store=str(store), out=str(tmp_path / "pre"), size="small", window=2, epochs=1,
+                         batch_size=8), log=lines.append)
+    import json
+
+    h = json.loads((tmp_path / "pre" / "pretrain.json").read_text())["history"][-1]
+    assert h["val_masked_frames"] == 0 and np.isnan(h["val_l1"]) and "not measured" in lines[-1]
