@@ -88,6 +88,10 @@ def _run_facts(prefix: str, fields: dict[str, Any], out: dict[str, Any], dataset
     mc = model_config(cfg)
     if mc is not None:
         _flat(f"{prefix}.model_config", dataclasses.asdict(mc), out)
+    if cfg.model == "jmt":
+        from train.models.jmt import attention_rule
+
+        out[f"{prefix}.attention_rule"] = attention_rule(mc)
     pretraining = prefix == "pretrain"
     out[f"{prefix}.fold_count"] = _folds(cfg.protocol)
     out[f"{prefix}.protocol_rule"] = get_dataset(dataset).protocol_rules.get(cfg.protocol, cfg.protocol)

@@ -126,6 +126,9 @@ def run_experiment(preset: Preset, root: str, out: Path, store: str | None = Non
     result["claims"] = [check_claim(c, result["runs"]) for c in preset.claims]
     folds = [r["folds"] for r in result["runs"] if "folds" in r]
     facts = {"data.clips": report.clips, **({"data.folds_formed": min(folds)} if folds else {})}
+    used = [json.loads(p.read_text()).get("clips") for p in sorted(out.glob("run*/**/provenance.json"))[:1]]
+    if used and used[0] is not None:  # the labelled clips with every feature that the first run trained on
+        facts["data.clips_trained"] = used[0]
     result["differs"] = differs(preset, facts) + notes
     (out / "experiment.json").write_text(json.dumps(result, indent=1, default=str))
     text = table(preset, result)

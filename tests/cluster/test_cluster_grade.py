@@ -160,6 +160,7 @@ def _stored_object(store: Path, part: str, array: str) -> Path:
     return obj
 
 
+@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_verify_finds_missing_truncated_and_flipped_chunks_and_repair_recomputes_exactly_them(mini_corpus, tmp_path):
     store = tmp_path / "s.zarr"
     args = [*ARGS, "--root", str(mini_corpus), "--store", str(store), "--quiet"]

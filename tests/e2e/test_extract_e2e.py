@@ -128,6 +128,7 @@ def test_listing_commands(store):
         assert cli(cmd, "--help").returncode == 0
 
 
+@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_stat_fingerprint_touch_invalidates_only_that_clip(mini_corpus, tmp_path):
     import os
 
@@ -147,6 +148,7 @@ def test_stat_fingerprint_touch_invalidates_only_that_clip(mini_corpus, tmp_path
     assert extract_json(*content)["planned"] == 8  # keys of one mode are not the other's: choose once per store
 
 
+@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_full_fingerprint_tells_a_damaged_copy_with_intact_ends_from_the_original(mini_corpus, tmp_path):
     """Same size, same first and last 64 KiB, zeroed middle: the content fingerprint reuses the original's
     results (the documented trade-off); --fingerprint full decodes the copy."""

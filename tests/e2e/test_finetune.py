@@ -54,6 +54,7 @@ def test_jmt_audio_backbone_fine_tuned_on_affwild2_then_extracted_beside_the_sta
     assert runs[1]["counts"]["ok"] > 0 and not keys[0] & keys[1]  # the weights' sha256 is in every cache key
 
 
+@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_text_and_speech_encoders_fine_tuned_on_iemocap_training_sessions(tmp_path):
     from tests.helpers.tiny_models import add_bert, add_wav2vec2
 

@@ -26,6 +26,7 @@ def _copy_clips(mini_corpus, dest, n=3):
     return sorted(dest.glob("*.mp4"))
 
 
+@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_labels_added_later_reuse_every_result_under_the_new_clip_ids(mini_corpus, tmp_path):
     """folder run (ids clip0..) then a CSV with labels (ids myclips/clip0..): zero extractor calls."""
     clips = _copy_clips(mini_corpus, tmp_path / "myclips")

@@ -135,6 +135,7 @@ def test_wav2vec2_frames_pooling_and_reference(w2v_models):
     np.testing.assert_allclose(p.values[0], ref.mean(0), atol=1e-4)
 
 
+@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_wav2vec2_end_to_end_through_extract(mini_corpus, tmp_path, w2v_models):
     r = extract_json("--dataset", "demo", "--root", str(mini_corpus), "--store", str(tmp_path / "s"),
                      "--extractors", "wav2vec2,logmel", "--set", "wav2vec2.weights=TEST_W2V", "--models",

@@ -93,6 +93,7 @@ def test_bf16_runs_the_gpu_code_path_on_cpu_and_stays_close_to_fp32(models, name
     np.testing.assert_array_equal(full.start, half.start)
 
 
+@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_bf16_results_are_stored_under_their_own_keys(mini_corpus, tmp_path, models):
     """fp32 results are not reused for a bf16 run, nor the reverse (the store keeps a clip's newest result per
     extractor, docs/store.md); an unchanged re-run of either computes nothing."""

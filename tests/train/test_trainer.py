@@ -205,6 +205,7 @@ def test_resume_continues_bit_for_bit(store, tmp_path):
     assert [h["train_loss"] for h in ha] == [h["train_loss"] for h in hb]
 
 
+@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_pipeline_pretrain_train_evaluate_end_to_end(store, tmp_path):
     pre = cli("pretrain", "--store", str(store), "--out", str(tmp_path / "pre"), "--size", "small",
               "--epochs", "2", "--window", "20", check=True)
@@ -247,6 +248,7 @@ def test_mater_sees_raw_l2_normalised_embeddings_not_z_scores(store, tmp_path):
     assert set(data.norm) == {"audio", "visual"}
 
 
+@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_classical_models_go_through_evaluate_like_the_others(tmp_path):
     """The README's walk-through: `train --model svm`, then `evaluate` on the run (exit 0, the same scores)."""
     import json

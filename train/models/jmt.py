@@ -29,6 +29,12 @@ class JMTConfig:
     targets: int = 2
 
 
+def attention_rule(cfg: JMTConfig) -> str:
+    """Where which attention function applies, in words (a preset's paper spec compares it with Eq. 2)."""
+    cross = "sigmoid scaled by 1/sqrt(d)" if cfg.attention == "sigmoid" else "scaled softmax"
+    return f"encoders: scaled softmax; cross-attentions: {cross}"
+
+
 class Cross(nn.Module):
     """Q from one stream, K/V from another; softmax or sigmoid attention weights."""
 
