@@ -41,20 +41,21 @@ def test_jmt_audio_backbone_fine_tuned_on_affwild2_then_extracted_beside_the_sta
         assert sums == weights.sha256_of(models / "AW_RN2" / "resnet18_spectrogram.pth")
     finally:
         weights.set_models_dir(None)
-    runs = []
-    keys = []
-    for name in ("START_RN", "AW_RN2"):
-        runs.append(extract_json("--dataset", "aff-wild2", "--root", str(root), "--store", store, "--models",
-                                 str(models), "--extractors", "resnet18_spectrogram", "--set",
-                                 f"resnet18_spectrogram.weights={name}",
-                                 *[a for s in JMT_AUDIO for a in ("--set", f"resnet18_spectrogram.{s}")], "--quiet"))
-        assert runs[-1]["counts"]["failed"] == 0
-        live = FeatureStore(store).index()
-        keys.append(set(live[(live["extractor"] == "resnet18_spectrogram") & (live["stage"] == "native")]["key"]))
-    assert runs[1]["counts"]["ok"] > 0 and not keys[0] & keys[1]  # the weights' sha256 is in every cache key
+    opts = [a for s in JMT_AUDIO for w in ("START_RN", "AW_RN2")
+            for a in ("--set", f"resnet18_spectrogram@{w}.{s}")]
+    r = extract_json("--dataset", "aff-wild2", "--root", str(root), "--store", store, "--models", str(models),
+                     "--extractors", "resnet18_spectrogram@START_RN,resnet18_spectrogram@AW_RN2", *opts, "--quiet")
+    assert r["counts"]["failed"] == 0
+    live = FeatureStore(store).index()
+    native = live[(live["stage"] == "native") & (live["status"] == "ok")]
+    both = native[native["extractor"].str.startswith("resnet18_spectrogram@")]
+    assert both.groupby("clip_id")["extractor"].nunique().min() == 2  # side by side in one store
+    keys = both.groupby("extractor")["key"].apply(set)
+    assert not keys["resnet18_spectrogram@START_RN"] & keys["resnet18_spectrogram@AW_RN2"]  # sha256 in each key
+    proc = cli("verify", store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.slow  # 20-40 s: the default tier stays under 15 minutes on 2 cores
 def test_text_and_speech_encoders_fine_tuned_on_iemocap_training_sessions(tmp_path):
     from tests.helpers.tiny_models import add_bert, add_wav2vec2
 

@@ -147,7 +147,7 @@ def test_a_preset_fine_tunes_its_backbone_per_fold_and_each_fold_trains_on_its_o
     add_bert(tmp_path, models)
     labels = ["neu", "hap", "ang", "sad"]
     turns = {s: (f"Ses0{s}F_impro0{s}", [(f"Ses0{s}F_impro0{s}_{'FM'[i % 2]}{i:03d}", lab)
-                                         for i, lab in enumerate(labels * 2)]) for s in range(1, 6)}
+                                         for i, lab in enumerate(labels)]) for s in range(1, 6)}
     root = fx.iemocap(tmp_path / "IEMOCAP", turns)
     mine = tmp_path / "text_only.yaml"
     p = preset.load("babaali_iemocap")
