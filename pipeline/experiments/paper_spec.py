@@ -214,7 +214,8 @@ def differs(preset: Preset, facts: dict[str, Any] | None = None) -> list[str]:
             raise ConfigError(f"preset {preset.name}: spec point {p['point']!r} names {key!r}, which the resolved "
                               "configuration does not have (a renamed option?)")
         ours = resolved[key]
-        why = f" ({p['why']})" if p.get("why") else ""
+        changed = key in getattr(preset, "changed", ())
+        why = " (changed on the command line)" if changed else f" ({p['why']})" if p.get("why") else ""
         if p.get("value") is None:
             lines.append(f"{UNSTATED}: {p['point']}; ours is {_show(ours)}{why}")
         elif not same(ours, p["value"]):

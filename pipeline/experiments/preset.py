@@ -54,6 +54,7 @@ class Preset:
     differs: list[str] = field(default_factory=list)  # notes no config value carries, and command-line changes
     spec: list[dict[str, Any]] = field(default_factory=list)  # the paper's stated settings (paper_spec.py)
     finetune: dict[str, dict[str, Any]] = field(default_factory=dict)  # backbones trained first (backbones.py)
+    changed: frozenset[str] = frozenset()  # resolved keys the command line changed (their reasons no longer hold)
 
     @property
     def view(self) -> str:
@@ -202,4 +203,8 @@ def customise(preset: Preset, sets: list[str] = (), overrides: list[str] = (),
     out = dataclasses.replace(preset, extract=extract, train=train, pretrain=pretrain, runs=runs, differs=differs,
                               finetune=finetune)
     check(out)
-    return out
+    from pipeline.experiments.paper_spec import resolve, same
+
+    before, after = resolve(preset), resolve(out)
+    return dataclasses.replace(out, changed=frozenset(k for k, v in after.items()
+                                                      if k not in before or not same(v, before[k])))

@@ -38,7 +38,7 @@ def test_the_list_follows_command_line_changes_and_the_data():
     base = preset.load("mater_ravdess")
     assert not any(ln.startswith("learning rate") for ln in paper_spec.differs(base))
     changed = preset.customise(base, [], ["lr=0.001"])
-    assert "learning rate: paper 1e-06, ours 0.001" in paper_spec.differs(changed)
+    assert "learning rate: paper 1e-06, ours 0.001 (changed on the command line)" in paper_spec.differs(changed)
     assert "folds formed: paper 12, ours 4" in paper_spec.differs(base, {"data.folds_formed": 4})
     assert not any("folds formed" in ln for ln in paper_spec.differs(base, {"data.folds_formed": 12}))
     subbed = preset.customise(preset.load("jmt_affwild2"), [], [], ["resnet18_spectrogram=logmel"])
@@ -171,3 +171,10 @@ def test_a_stream_name_runs_an_extractor_with_other_weights():
     assert s.name == "bert@BERT_FOLD0" and s.config.weights == "BERT_FOLD0" and registry.get(s.name).name == "bert"
     with pytest.raises(ValueError, match="no learned weights"):
         registry.spec("egemaps@X")
+
+
+def test_a_reason_does_not_outlive_the_value_it_explains():
+    p = preset.customise(preset.load("mater_ravdess"), [], ["options={heads: 2}"])
+    lines = paper_spec.differs(p)
+    assert "unstated by the paper: attention heads; ours is 2 (changed on the command line)" in lines
+    assert "unstated by the paper: feed-forward size; ours is 2048 (Vaswani's default)" in lines
