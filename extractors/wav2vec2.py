@@ -98,9 +98,10 @@ class Wav2Vec2(Extractor):
         x, mask = torch.zeros(len(units), n), torch.zeros(len(units), n, dtype=torch.long)
         for j, u in enumerate(units):
             x[j, : len(u)], mask[j, : len(u)] = torch.from_numpy(u), 1
+        last = self.config.layer == -1  # last_hidden_state is hidden_states[-1]; training-mode layer drop can leave
         out = self.model(x.to(self.device), attention_mask=mask.to(self.device) if self.masked else None,
-                         output_hidden_states=True)
-        h = out.hidden_states[self.config.layer]
+                         output_hidden_states=not last)  # some transformers versions without hidden_states
+        h = out.last_hidden_state if last else out.hidden_states[self.config.layer]
         frames = self.model._get_feat_extract_output_lengths(mask.sum(1)).to(h.device)
         keep = (torch.arange(h.shape[1], device=h.device)[None] < frames[:, None]).float()[..., None]
         return (h * keep).sum(1) / keep.sum(1).clamp_min(1.0)
