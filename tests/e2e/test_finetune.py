@@ -16,6 +16,7 @@ from tests.helpers.cli import cli, extract_json
 JMT_AUDIO = ["sample_rate=44100", "n_fft=1024", "window_s=0.5", "hop_s=0.25"]
 
 
+@pytest.mark.slow  # ~30 s; the default tier keeps tests/extractors/test_finetune_device.py and the per-fold preset
 def test_jmt_audio_backbone_fine_tuned_on_affwild2_then_extracted_beside_the_start(tmp_path):
     from extractors.resnet18_spectrogram import resnet18_1ch
 
