@@ -4,7 +4,8 @@ JMT trains R(2+1)D on Aff-Wild2 face clips and a ResNet-18 on its spectrograms b
 Babaali & Shayaninasab fine-tune BERT, wav2vec2 and VideoMAE on each fold's training sessions. Here the
 clips of the partition are decoded and face-cropped by the extraction front end (``ClipDecoder`` and
 ``FaceStage``, as every extraction task does), the extractor cuts them into its own units (8-frame
-clips, spectrogram windows, whole utterances) and embeds them with its backbone *with gradients*; a
+clips, spectrogram windows, whole utterances; spilled to ``OUT/units`` window by window, so a corpus of
+face clips need not fit in memory) and embeds them with its backbone *with gradients*; a
 linear head on the embedding learns the clip's label (classification, cross-entropy) or the unit's mean
 frame targets (Aff-Wild2 valence/arousal, 1 - CCC). Full state is checkpointed every epoch (a rerun
 resumes); the result is written in the extractor's own weights format under ``<models>/<NAME>/`` with its
@@ -18,7 +19,7 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,32 +83,25 @@ def training_rows(manifest: Any, cfg: FinetuneConfig) -> Any:
     return rows
 
 
-def _segments(src: Any, ext: Any, face: FaceConfig) -> list[Any]:
-    """The clip as the extractor sees it during extraction: the same decoder, face stage and segments."""
+def _segments(src: Any, ext: Any, face: FaceConfig) -> Iterator[Any]:
+    """The clip as the extractor sees it during extraction, window by window: the same decoder, face stage and
+    segments (windows hold whole groups of the extractor's frames, as extraction's do)."""
     from extractors.base import AudioSegment, TextSegment
     from pipeline.media.decode import ClipDecoder
     from pipeline.media.face import FaceStage
 
     if ext.input == "text":
-        return [TextSegment(src.clip_id, src.text or "", float((src.end or 0) - (src.start or 0)))]
+        yield TextSegment(src.clip_id, src.text or "", float((src.end or 0) - (src.start or 0)))
+        return
     video = ext.input in ("frames", "faces")
-    dec = ClipDecoder(src, want_video=video, want_audio=not video)
+    dec = ClipDecoder(src, want_video=video, want_audio=not video,
+                      window_frames=4 * getattr(ext, "window_multiple", 8))
     stage = FaceStage(face, [ext.face_crop], src.subject) if ext.input == "faces" else None
-    out = []
     for win in dec.windows():
         if video:
-            out.append(stage.process(win)[ext.face_crop] if stage else win)
-    if not video:
-        if dec.audio is None:
-            return []
-        out.append(AudioSegment(src.clip_id, dec.audio))
-    if video and out:  # the extractor groups frames itself: one segment of the clip's frames
-        from extractors.base import VideoSegment
-
-        cat = lambda k: np.concatenate([getattr(w, k) for w in out])  # noqa: E731
-        out = [VideoSegment(src.clip_id, cat("frames"), cat("times"), cat("ends"),
-                            None if out[0].found is None else cat("found"), True)]
-    return out
+            yield stage.process(win)[ext.face_crop] if stage else win
+    if not video and dec.audio is not None:
+        yield AudioSegment(src.clip_id, dec.audio)
 
 
 def _unit_targets(spans: list[tuple[float, float]], frames: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -121,8 +115,48 @@ def _unit_targets(spans: list[tuple[float, float]], frames: Any) -> tuple[np.nda
     return y, ok
 
 
-def collect(cfg: FinetuneConfig, ext: Any, rows: Any, log: Callable[[str], None]) -> tuple[list, np.ndarray, list]:
-    """(units, targets, classes) of the training partition's ``rows``, decoded once."""
+class Units:
+    """The partition's units, spilled to ``folder`` window by window (a corpus of face clips does not fit in
+    memory); text units stay in memory. ``take(idx)`` loads a batch."""
+
+    def __init__(self, folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        self.folder, self.refs, self.files = folder, [], 0
+
+    def add(self, units: list[Any]) -> list[int]:
+        first = len(self.refs)
+        if units and isinstance(units[0], np.ndarray) and len({u.shape for u in units}) == 1:
+            path = self.folder / f"{self.files:07d}.npy"
+            np.save(path, np.stack(units))
+            self.files += 1
+            self.refs += [(path, j) for j in range(len(units))]
+        else:
+            self.refs += [(None, u) for u in units]
+        return list(range(first, len(self.refs)))
+
+    def keep(self, idx: list[int]) -> None:
+        self.refs = [self.refs[i] for i in idx]
+
+    def take(self, idx: Any) -> list[Any]:
+        opened: dict[Path, np.ndarray] = {}
+        out = []
+        for i in idx:
+            path, j = self.refs[i]
+            if path is None:
+                out.append(j)
+                continue
+            if path not in opened:
+                opened[path] = np.load(path, mmap_mode="r")
+            out.append(np.array(opened[path][j]))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+
+def collect(cfg: FinetuneConfig, ext: Any, rows: Any, log: Callable[[str], None]) -> tuple[Units, np.ndarray, list]:
+    """(units, targets, classes) of the training partition's ``rows``, decoded once, units spilled to disk."""
     from extractors import registry
     from extractors.base import AnnotationSegment
     from pipeline.datasets import manifest as manifests
@@ -135,25 +169,28 @@ def collect(cfg: FinetuneConfig, ext: Any, rows: Any, log: Callable[[str], None]
     if cfg.label is None and not targets:
         raise ConfigError(f"finetune: {cfg.dataset} has no frame targets; name a label column (--label)")
     classes = sorted(rows[cfg.label].astype(str).unique()) if cfg.label else []
-    units, ys = [], []
+    units, ys, kept = Units(Path(cfg.out) / "units"), [], []
     for src, (_, row) in zip(_sources(rows), rows.iterrows()):
-        segs = _segments(src, ext, cfg.face)
-        got = [u for s in segs for u in ext.train_units(s)]
-        if not got:
+        idx, spans = [], []
+        for seg in _segments(src, ext, cfg.face):
+            got = ext.train_units(seg)
+            idx += units.add([u for u, _ in got])
+            spans += [sp for _, sp in got]
+        if not idx:
             log(f"  {src.clip_id}: nothing to learn from (no {ext.input})")
             continue
         if cfg.label:
-            y = classes.index(str(row[cfg.label]))
-            units += [u for u, _ in got]
-            ys += [y] * len(got)
+            kept += idx
+            ys += [classes.index(str(row[cfg.label]))] * len(idx)
             continue
         text = Path(src.annotation_path).read_text(encoding="utf-8-sig")
         frames = registry.create(targets[0]).compute([AnnotationSegment(src.clip_id, text,
                                                                         probe(src.media_path).fps or 30.0)])[0]
-        y, ok = _unit_targets([s for _, s in got], frames)
-        units += [u for (u, _), k in zip(got, ok) if k]
+        y, ok = _unit_targets(spans, frames)
+        kept += [i for i, k in zip(idx, ok) if k]
         ys += list(y[ok])
-    if not units:
+    units.keep(kept)
+    if not len(units):
         raise ConfigError(f"finetune {cfg.extractor}: no usable unit in the training partition of {cfg.root}")
     return units, np.asarray(ys), classes
 
@@ -181,7 +218,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Path:
     ext.setup(device)
     units, y, classes = collect(cfg, ext, rows, log)
     net = ext.trainable()
-    dim = int(ext.embed(units[:1]).shape[-1])
+    dim = int(ext.embed(units.take([0])).shape[-1])
     n_out = len(classes) if classes else y.shape[1]
     head = torch.nn.Linear(dim, n_out).to(ext.device)
     params = list(net.parameters()) + list(head.parameters())
@@ -206,7 +243,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Path:
         losses = []
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            pred = head(ext.embed([units[j] for j in idx]).float())
+            pred = head(ext.embed(units.take(idx)).float())
             target = yt[idx].to(pred.device)
             loss = torch.nn.functional.cross_entropy(pred, target) if classes else _one_minus_ccc(pred, target)
             opt.zero_grad()
@@ -220,6 +257,7 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Path:
                     "rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history}, tmp)
         os.replace(tmp, ckpt)
         log(f"  epoch {epoch + 1}/{cfg.epochs} loss {history[-1]['loss']:.4f} ({len(units)} units)")
+    shutil.rmtree(units.folder, ignore_errors=True)  # the decoded units: as large as the partition's crops
     folder = install(cfg, ext, base, {"units": len(units), "history": history, "classes": classes})
     log(f"registered {cfg.name} (fine-tuned from {base.name}) in {folder}: --set {cfg.extractor}.weights={cfg.name}")
     return folder
