@@ -136,7 +136,7 @@ def finished_store(root: Path, store: Path, per_part: int = 2048) -> int:
     cols: dict[str, list] = {c: [] for c in ("clip_id", "stage", "view", "extractor", "key", "status", "part",
                                              "offset", "length", "dim", "fingerprint", "duration", "committed_at")}
     now = time.time_ns()
-    for i, src in enumerate(plan._sources(clips)):
+    for i, src in enumerate(plan.clip_sources(clips)):
         fp = plan._fingerprint(src, cfg.fingerprint)
         native = cache_key.native_key(fp, src.start, src.end, ext_fp, None)
         for stage, view, key in (("native", "", native),

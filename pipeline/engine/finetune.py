@@ -160,7 +160,7 @@ def collect(cfg: FinetuneConfig, ext: Any, rows: Any, log: Callable[[str], None]
     from extractors import registry
     from extractors.base import AnnotationSegment
     from pipeline.datasets import manifest as manifests
-    from pipeline.engine.plan import _sources
+    from pipeline.engine.plan import clip_sources
     from pipeline.media.decode import probe
 
     if cfg.limit:
@@ -170,7 +170,7 @@ def collect(cfg: FinetuneConfig, ext: Any, rows: Any, log: Callable[[str], None]
         raise ConfigError(f"finetune: {cfg.dataset} has no frame targets; name a label column (--label)")
     classes = sorted(rows[cfg.label].astype(str).unique()) if cfg.label else []
     units, ys, kept = Units(Path(cfg.out) / "units"), [], []
-    for src, (_, row) in zip(_sources(rows), rows.iterrows()):
+    for src, (_, row) in zip(clip_sources(rows), rows.iterrows()):
         idx, spans = [], []
         for seg in _segments(src, ext, cfg.face):
             got = ext.train_units(seg)

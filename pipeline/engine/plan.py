@@ -102,7 +102,7 @@ class WorkList:
     def build(self, idx: np.ndarray) -> list[ClipWork]:
         """ClipWork objects for the clips at ``idx`` (a task's worth)."""
         out = []
-        for i, src in zip(idx, _sources(self.manifest.iloc[self.pos[idx]])):
+        for i, src in zip(idx, clip_sources(self.manifest.iloc[self.pos[idx]])):
             fp = self.fps[i].decode()
             keys = {n: cache_key.native_key(fp, src.start, src.end, self.ext_fps[n], _extra(self.extras[n], src))
                     for n in self.names}
@@ -152,10 +152,11 @@ def _path(p: object) -> str | None:
 
 
 SOURCE_COLUMNS = ("clip_id", "media_path", "audio_path", "start", "end", "annotation_path", "transcript",
-                  "subject_position")  # what ``_sources`` reads of a manifest row
+                  "subject_position")  # what ``clip_sources`` reads of a manifest row
 
 
-def _sources(manifest: pd.DataFrame) -> list[ClipSource]:
+def clip_sources(manifest: pd.DataFrame) -> list[ClipSource]:
+    """What decoding needs of each manifest row (the plan's tasks, `pipeline finetune`)."""
     return [ClipSource(str(r.clip_id), str(r.media_path), _path(r.audio_path), _opt(r.start), _opt(r.end),
                        _path(getattr(r, "annotation_path", None)), _path(getattr(r, "transcript", None)),
                        _subject(getattr(r, "subject_position", None)))
@@ -208,7 +209,7 @@ def make_plan(cfg: ExtractConfig, manifest: pd.DataFrame, fs: StoreFS | None) ->
     work.reserve(len(manifest))
     with ThreadPoolExecutor(16) as pool:
         for lo in range(0, len(manifest), CHUNK):
-            sources = _sources(manifest.iloc[lo : lo + CHUNK])
+            sources = clip_sources(manifest.iloc[lo : lo + CHUNK])
             fps = list(pool.map(lambda src: _fingerprint(src, cfg.fingerprint), sources))
             n = len(sources)
             native, to_align = np.zeros((n, len(names)), bool), np.zeros((n, len(names)), bool)

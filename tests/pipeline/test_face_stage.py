@@ -172,7 +172,7 @@ def test_two_subject_video_gives_each_side_its_own_face(mtcnn_dir):
     side is part of the faces extractors' cache key (the two results are never shared)."""
     import pandas as pd
 
-    from pipeline.engine.plan import _extra, _sources
+    from pipeline.engine.plan import _extra, clip_sources
     from pipeline.media.face import face_key
 
     left, right = synth.face_image(150), synth.face_image(190)
@@ -190,7 +190,7 @@ def test_two_subject_video_gives_each_side_its_own_face(mtcnn_dir):
     manifest = pd.DataFrame({"clip_id": ["v1_left", "v1_right", "v2"], "media_path": ["v1.mp4", "v1.mp4", "v2.mp4"],
                              "audio_path": None, "start": None, "end": None,
                              "subject_position": ["left", "right", "main"]})
-    srcs = _sources(manifest)
+    srcs = clip_sources(manifest)
     assert [s.subject for s in srcs] == ["left", "right", None]
     key = face_key(FaceConfig(detector="haar"))
     assert _extra(key, srcs[0]) != _extra(key, srcs[1]) and _extra(key, srcs[2]) == key
