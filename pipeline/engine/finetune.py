@@ -170,12 +170,25 @@ def collect(cfg: FinetuneConfig, ext: Any, rows: Any, log: Callable[[str], None]
         raise ConfigError(f"finetune: {cfg.dataset} has no frame targets; name a label column (--label)")
     classes = sorted(rows[cfg.label].astype(str).unique()) if cfg.label else []
     units, ys, kept = Units(Path(cfg.out) / "units"), [], []
+    left_out = 0
     for src, (_, row) in zip(clip_sources(rows), rows.iterrows()):
         idx, spans = [], []
-        for seg in _segments(src, ext, cfg.face):
-            got = ext.train_units(seg)
-            idx += units.add([u for u, _ in got])
-            spans += [sp for _, sp in got]
+        try:  # a clip that cannot be decoded or read is left out, named, as extraction fails it alone
+            if not cfg.label and not src.annotation_path:
+                raise ValueError("the manifest gives no annotation_path for its frame targets")
+            for seg in _segments(src, ext, cfg.face):
+                got = ext.train_units(seg)
+                idx += units.add([u for u, _ in got])
+                spans += [sp for _, sp in got]
+            frames = None if cfg.label else registry.create(targets[0]).compute([AnnotationSegment(
+                src.clip_id, Path(src.annotation_path).read_text(encoding="utf-8-sig"),
+                probe(src.media_path).fps or 30.0)])[0]
+        except Exception as exc:  # noqa: BLE001 - decoding, a damaged file, an unreadable annotation; units it
+            # spilled are not in ``kept``
+            left_out += 1
+            log(f"  {src.clip_id}: left out of fine-tuning (decode/annotation: {type(exc).__name__}: "
+                f"{str(exc)[:200]}); `pipeline datasets check` names damaged files")
+            continue
         if not idx:
             log(f"  {src.clip_id}: nothing to learn from (no {ext.input})")
             continue
@@ -183,15 +196,13 @@ def collect(cfg: FinetuneConfig, ext: Any, rows: Any, log: Callable[[str], None]
             kept += idx
             ys += [classes.index(str(row[cfg.label]))] * len(idx)
             continue
-        text = Path(src.annotation_path).read_text(encoding="utf-8-sig")
-        frames = registry.create(targets[0]).compute([AnnotationSegment(src.clip_id, text,
-                                                                        probe(src.media_path).fps or 30.0)])[0]
         y, ok = _unit_targets(spans, frames)
         kept += [i for i, k in zip(idx, ok) if k]
         ys += list(y[ok])
     units.keep(kept)
     if not len(units):
-        raise ConfigError(f"finetune {cfg.extractor}: no usable unit in the training partition of {cfg.root}")
+        raise ConfigError(f"finetune {cfg.extractor}: no usable unit in the training partition of {cfg.root}"
+                          + (f" ({left_out} clip(s) could not be read: see above)" if left_out else ""))
     return units, np.asarray(ys), classes
 
 

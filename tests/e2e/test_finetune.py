@@ -112,3 +112,23 @@ def test_jmt_visual_backbone_fine_tuned_on_affwild2_clips(tmp_path):
     r = extract_json("--dataset", "aff-wild2", "--root", str(root), "--store", str(tmp_path / "s.zarr"),
                      "--models", str(models), "--extractors", "r2plus1d", "--set", "r2plus1d.weights=AW_R2", "--quiet")
     assert r["counts"]["failed"] == 0
+
+
+def test_a_damaged_clip_is_left_out_of_fine_tuning_by_name_and_the_rest_learns(tmp_path):
+    from tests.helpers.tiny_models import add_wav2vec2
+
+    models = tmp_path / "models"
+    add_wav2vec2(tmp_path, models, hidden=16)
+    labels = ["neu", "hap", "ang", "sad"]
+    turns = {s: (f"Ses0{s}F_impro0{s}", [(f"Ses0{s}F_impro0{s}_{'FM'[i % 2]}{i:03d}", lab)
+                                         for i, lab in enumerate(labels)]) for s in range(1, 6)}
+    root = fx.iemocap(tmp_path / "IEMOCAP", turns)
+    broken = next(root.rglob("Ses01F_impro01.wav"))
+    broken.write_bytes(b"RIFF not a wav at all")
+    proc = cli("finetune", "wav2vec2", "--dataset", "iemocap", "--root", str(root), "--name", "W", "--set",
+               "weights=TEST_W2V", "--label", "label_4class", "--protocol", "fold_lo_session", "--fold", "4",
+               "--epochs", "1", "--models", str(models), "--out", str(tmp_path / "ft"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    left = [ln for ln in proc.stdout.splitlines() if "left out of fine-tuning" in ln]
+    assert len(left) == 4 and all("Ses01F_impro01_" in ln for ln in left), proc.stdout
+    assert "(12 units)" in proc.stdout  # sessions 2-4 learnt; session 5 is the test fold
