@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from typing import Any
 
 from pipeline.errors import ConfigError
@@ -32,13 +31,6 @@ def _flat(prefix: str, obj: Any, out: dict[str, Any]) -> None:
             _flat(f"{prefix}.{k}", v, out)
     else:
         out[prefix] = list(obj) if isinstance(obj, tuple) else obj
-
-
-def _folds(protocol: str) -> Any:
-    m = re.search(r"_k(\d+)$", protocol)
-    if m:
-        return int(m.group(1))
-    return {"fold_lo_session": 5, "split": "one train/validation/test split"}.get(protocol, protocol)
 
 
 def _validation(fields: dict[str, Any], pretraining: bool = False) -> str:
@@ -93,7 +85,6 @@ def _run_facts(prefix: str, fields: dict[str, Any], out: dict[str, Any], dataset
 
         out[f"{prefix}.attention_rule"] = attention_rule(mc)
     pretraining = prefix == "pretrain"
-    out[f"{prefix}.fold_count"] = _folds(cfg.protocol)
     out[f"{prefix}.protocol_rule"] = get_dataset(dataset).protocol_rules.get(cfg.protocol, cfg.protocol)
     out[f"{prefix}.validation_rule"] = _validation(full, pretraining)
     out[f"{prefix}.checkpoint_selection"] = "the last epoch" if pretraining else _selection(full)
