@@ -91,12 +91,21 @@ class StoreFS:
         with self.fs.open(self.path(rel), "rb") as f:
             return f.read()
 
+    def parquet_source(self, rel: str) -> str | pa.BufferReader:
+        """What pyarrow reads one of the store's Parquet files from: on a local store the path (pyarrow's own
+        C++ file reads), elsewhere the file's bytes in memory. Never a Python file object: pyarrow reads those
+        from its own I/O threads, which call back into Python, and one such read still in flight when the
+        interpreter exits aborts the process after its work is done ("terminate called without an active
+        exception", exit -6; apache/arrow#34314)."""
+        if self.is_local:
+            return self.path(rel)
+        return pa.BufferReader(self.read_bytes(rel))
+
     def read_parquet(self, rel: str, filters: list | None = None) -> pa.Table:
         """``filters`` (pyarrow's DNF form) are applied while reading, batch by batch: a task that needs a few
         rows of a large index file never holds all of it. A damaged file raises ``DamagedFile`` naming it."""
         try:
-            with self.fs.open(self.path(rel), "rb") as f:
-                return pq.read_table(f, filters=filters)
+            return pq.read_table(self.parquet_source(rel), filters=filters)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
             raise self.damaged(rel, exc) from None
 
@@ -104,8 +113,7 @@ class StoreFS:
         """``columns`` of a Parquet file (those it has), ``batch_rows`` rows at a time: a reader of a
         million-row index holds one batch, not the file."""
         try:
-            with self.fs.open(self.path(rel), "rb") as f:
-                pf = pq.ParquetFile(f)
+            with pq.ParquetFile(self.parquet_source(rel)) as pf:
                 have = [c for c in columns if c in pf.schema_arrow.names]
                 for batch in pf.iter_batches(batch_size=batch_rows, columns=have):
                     yield pa.Table.from_batches([batch])
@@ -116,7 +124,8 @@ class StoreFS:
         """The error for a store file that cannot be read: a FileNotFoundError stays one (an index file
         compacted away while it was listed); anything else names the file, the store and the fix."""
         if isinstance(exc, FileNotFoundError):
-            return FileNotFoundError(f"store {self.url}: {rel} disappeared while it was read ({exc.strerror})")
+            why = exc.strerror or "no such file"
+            return FileNotFoundError(f"store {self.url}: {rel} disappeared while it was read ({why})")
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         return DamagedFile(f"store {self.url}: {rel} is damaged ({why}); `pipeline verify {self.url} --repair` moves "
                            "it aside and marks what it held for recomputation", rel)

@@ -60,8 +60,7 @@ def root_problem(fs: StoreFS) -> str | None:
 
 def _parquet(fs: StoreFS, rel: str) -> str | None:
     try:
-        with fs.fs.open(fs.path(rel), "rb") as f:
-            pq.read_table(f)
+        pq.read_table(fs.parquet_source(rel))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         return f"does not read as Parquet ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})"
     return None
