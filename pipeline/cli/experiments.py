@@ -43,7 +43,7 @@ def show(name: str = typer.Argument(..., help="preset name or .yaml path")) -> N
         raise typer.Exit(2) from None
     from pipeline.experiments.paper_spec import differs
 
-    shown = {k: v for k, v in p.__dict__.items() if k not in ("differs", "spec")}
+    shown = {k: v for k, v in p.__dict__.items() if k not in ("differs", "spec", "changed")}
     console.print(escape(yaml.safe_dump(shown, sort_keys=False, width=110)), highlight=False)
     console.print("differs from the paper (generated from its paper spec; a run adds what the data shows):",
                   highlight=False)

@@ -178,3 +178,24 @@ def test_a_reason_does_not_outlive_the_value_it_explains():
     lines = paper_spec.differs(p)
     assert "unstated by the paper: attention heads; ours is 2 (changed on the command line)" in lines
     assert "unstated by the paper: feed-forward size; ours is 2048 (Vaswani's default)" in lines
+
+
+def test_experiment_show_prints_every_preset_and_its_generated_list():
+    """`pipeline experiment show NAME` (the docs' first step with a preset): exit 0 for every preset, the
+    resolved preset as YAML, then each generated line; once through the real CLI, the rest in-process."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from pipeline.cli.experiments import app
+
+    for name in preset.names():
+        res = CliRunner().invoke(app, ["show", name], env={"COLUMNS": "400"})
+        assert res.exit_code == 0, (name, res.output, res.exception)
+        head, _, tail = res.output.partition("differs from the paper")
+        assert yaml.safe_load(head)["name"] == name
+        p = preset.load(name)
+        for line in paper_spec.differs(p) + list(p.differs):
+            assert f"- {line}" in tail, (name, line)
+    proc = cli("experiment", "show", "mater_ravdess")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "unstated by the paper" in proc.stdout
