@@ -96,7 +96,7 @@ class TrainConfig:
         if self.select is not None and "=" not in self.select:
             raise ValueError(f"select expects COLUMN=VALUE (e.g. split=pool), got {self.select!r}")
         if self.keep not in KEEP:
-            raise ValueError(f"keep must be one of {KEEP}, not {self.keep!r}")
+            raise ValueError(f"--keep must be one of {KEEP}, not {self.keep!r}")
         if self.low_resource_seeds < 1:
             raise ValueError("low_resource_seeds must be >= 1")
         if any(not 0 < n <= 100 for n in self.low_resource):

@@ -78,9 +78,12 @@ def run_experiment(preset: Preset, root: str, out: Path, store: str | None = Non
     from pipeline.experiments.paper_spec import differs
     from train.pretrain import pretrain
 
-    out.mkdir(parents=True, exist_ok=True)
+    if not Path(root).exists():  # before any weights check, fine-tuning or extraction
+        raise ConfigError(f"--root {root} does not exist")
     store = store or str(out / "store.zarr")
     pretrained = find_pretrained(preset, out, pretrained)
+    run_configs(preset, store, out, pretrained, keep)  # every run's settings refused now, not after hours of work
+    out.mkdir(parents=True, exist_ok=True)
     streams = backbones.finetune_all(preset, root, out, models_dir, limit, log)  # fine-tuned backbones first
     to_extract = dataclasses.replace(preset, extract={**preset.extract, "extractors": backbones.extractors_with_streams(
         preset, streams)}) if streams else preset

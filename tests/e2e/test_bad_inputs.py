@@ -126,6 +126,9 @@ def test_every_mistake_on_the_command_line_is_one_line_and_exit_2(mini_corpus, t
         ["verify", str(a_file)],
         ["train", "--store", str(tmp_path / "nowhere.zarr"), "--out", str(tmp_path / "run")],
         ["pretrain", "--store", str(tmp_path / "nowhere.zarr"), "--out", str(tmp_path / "pre")],
+        ["experiment", "run", "mater_ravdess", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "exp")],
+        ["experiment", "run", "mater_ravdess", "--root", str(mini_corpus), "--out", str(tmp_path / "exp"),
+         "--keep", "weird"],
     ]
     for setting in ("logmel.n_mels=forty", "logmel.n_mels=-3", "logmel.fmax=10", "logmel.win_ms=[1]"):
         for dry in (["--dry-run"], []):
@@ -135,7 +138,7 @@ def test_every_mistake_on_the_command_line_is_one_line_and_exit_2(mini_corpus, t
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, lines)
-    for made in ("s.zarr", "run", "pre"):  # nothing was started, no folder left behind
+    for made in ("s.zarr", "run", "pre", "exp"):  # nothing was started, no folder left behind
         assert not (tmp_path / made).exists(), made
 
 
