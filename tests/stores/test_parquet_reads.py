@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -84,3 +85,14 @@ def test_no_store_parquet_read_runs_python_on_pyarrow_threads(where: str, tmp_pa
     assert index.read_table(fs).num_rows > 0
     assert where == "local" or "_MainThread" in threads  # the recording sees the reads that go through Python
     assert "_DummyThread" not in threads, f"pyarrow read a store file through Python from its own threads: {threads}"
+
+
+def test_a_local_store_whose_path_looks_like_a_uri_or_a_partition_reads_back(tmp_path: Path) -> None:
+    """The local read hands pyarrow a path string: characters that mean something in a URI or a Hive partition
+    (`#`, `%20`, `?`, `=`, spaces) must stay part of the file name."""
+    for name in ("a b", "x#y", "p%20q", "k=v", "q?x"):
+        fs = StoreFS(str(tmp_path / name / "s.zarr"))
+        fs.write_parquet("index/a.parquet", pa.table({"status": ["ok", "failed"], "clip_id": ["c1", "c2"]}))
+        assert fs.read_parquet("index/a.parquet").column("clip_id").to_pylist() == ["c1", "c2"], name
+        assert fs.read_parquet("index/a.parquet", filters=[("status", "==", "ok")]).num_rows == 1, name
+        assert [t.num_rows for t in fs.iter_parquet("index/a.parquet", ["clip_id"], batch_rows=1)] == [1, 1], name
