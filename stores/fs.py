@@ -111,7 +111,8 @@ class StoreFS:
 
     def iter_parquet(self, rel: str, columns: list[str], batch_rows: int = 65536) -> Iterator[pa.Table]:
         """``columns`` of a Parquet file (those it has), ``batch_rows`` rows at a time: a reader of a
-        million-row index holds one batch, not the file."""
+        million-row index holds one decoded batch, not the table (on a remote store, plus the file's compressed
+        bytes: see ``parquet_source``)."""
         try:
             with pq.ParquetFile(self.parquet_source(rel)) as pf:
                 have = [c for c in columns if c in pf.schema_arrow.names]
