@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stores.atomic_file import write_atomic
 from train import classical, metrics, plots
 from train.build import branches, build, forward
 from train.config import CLASSICAL, TrainConfig
@@ -48,9 +48,7 @@ def seed_everything(seed: int) -> None:
 
 def save_atomic(obj: dict, path: Path) -> None:
     """torch.save to a temporary name, then rename: a run stopped mid-write keeps the previous file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_data(cfg: TrainConfig) -> StoreData:
@@ -223,9 +221,8 @@ def finished(run_dir: Path, cfg: TrainConfig) -> dict | None:
 def keep_files(run_dir: Path, cfg: TrainConfig, result: dict) -> None:
     """Write result.json (a rerun reads it), then drop the checkpoints ``keep`` does not ask for: a 12-fold
     MATER run kept 8 GB of them. ``best`` keeps best.pt (evaluate), ``last`` checkpoint.pt (train further)."""
-    tmp = run_dir / "result.json.tmp"
-    tmp.write_text(json.dumps({**public(result), "epochs": cfg.epochs}, default=str))
-    os.replace(tmp, run_dir / "result.json")
+    text = json.dumps({**public(result), "epochs": cfg.epochs}, default=str)
+    write_atomic(run_dir / "result.json", lambda tmp: tmp.write_text(text))
     drop = {"all": (), "best": ("checkpoint.pt",), "last": ("best.pt",), "none": ("checkpoint.pt", "best.pt")}
     for name in drop[cfg.keep]:
         (run_dir / name).unlink(missing_ok=True)

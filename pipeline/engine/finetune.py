@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.media.face import FaceConfig
+from stores.atomic_file import write_atomic
 
 
 @dataclass(frozen=True)
@@ -263,10 +263,9 @@ def finetune(cfg: FinetuneConfig, log: Callable[[str], None] = print) -> Path:
             opt.step()
             losses.append(float(loss.detach()))
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))})
-        tmp = ckpt.with_name(ckpt.name + ".tmp")
-        torch.save({"net": net.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
-                    "rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history}, tmp)
-        os.replace(tmp, ckpt)
+        state = {"net": net.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
+                 "rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history}
+        write_atomic(ckpt, lambda tmp, state=state: torch.save(state, tmp))
         log(f"  epoch {epoch + 1}/{cfg.epochs} loss {history[-1]['loss']:.4f} ({len(units)} units)")
     shutil.rmtree(units.folder, ignore_errors=True)  # the decoded units: as large as the partition's crops
     folder = install(cfg, ext, base, {"units": len(units), "history": history, "classes": classes})
