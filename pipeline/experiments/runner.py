@@ -82,7 +82,7 @@ def run_experiment(preset: Preset, root: str, out: Path, store: str | None = Non
         raise ConfigError(f"--root {root} does not exist")
     store = store or str(out / "store.zarr")
     pretrained = find_pretrained(preset, out, pretrained)
-    run_configs(preset, store, out, pretrained, keep)  # every run's settings refused now, not after hours of work
+    configs = run_configs(preset, store, out, pretrained, keep)  # a bad setting refused now, not after hours
     out.mkdir(parents=True, exist_ok=True)
     streams = backbones.finetune_all(preset, root, out, models_dir, limit, log)  # fine-tuned backbones first
     to_extract = dataclasses.replace(preset, extract={**preset.extract, "extractors": backbones.extractors_with_streams(
@@ -108,7 +108,7 @@ def run_experiment(preset: Preset, root: str, out: Path, store: str | None = Non
         path = pretrain(cfg, log=lambda *a: None)
         history = json.loads((out / "pretrain" / "pretrain.json").read_text())["history"]
         result["pretrain"] = {"checkpoint": str(path), "final": history[-1] if history else {}}
-    for name, cfg in run_configs(preset, store, out, pretrained, keep):  # best_of rows come after
+    for name, cfg in configs:  # best_of rows come after
         log(f"training {name} ...")
         said: list[str] = []  # the trainer's warnings reach the table (classes absent from training, ...)
         try:
